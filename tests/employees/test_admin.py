@@ -1,0 +1,142 @@
+"""The back office: every model's pages load, and lifecycle actions go through audited services."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from aiworkforce.audit import Actor, audit_log
+from aiworkforce.models import AuditEntry
+from employees.demo import load_demo_workforce
+from employees.models import Employee, EmployeeStatus
+
+pytestmark = pytest.mark.django_db
+
+APPS = {"aiworkforce", "employees", "tasks", "approvals"}
+
+
+def test_every_project_model_is_registered():
+    from django.apps import apps
+
+    models = [m for m in apps.get_models() if m._meta.app_label in APPS]
+    missing = [m._meta.label for m in models if m not in admin.site._registry]
+    assert missing == []
+
+
+def test_every_changelist_and_change_page_loads(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    for model, _ in admin.site._registry.items():
+        if model._meta.app_label not in APPS:
+            continue
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert admin_client.get(url).status_code == 200, url
+        obj = model.objects.first()
+        if obj is not None:
+            url = reverse(
+                f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk]
+            )
+            assert admin_client.get(url).status_code == 200, url
+
+
+def test_employee_list_shows_status_badges_and_filters(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    response = admin_client.get(
+        reverse("admin:employees_employee_changelist"), {"status__exact": "shadow"}
+    )
+    assert "Nia" in response.text and "Ava" not in response.text
+    assert ">Shadow</span>" in response.text
+    response = admin_client.get(reverse("admin:employees_employee_changelist"), {"q": "triage"})
+    assert "Ava" in response.text and "Rex" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("action", "start", "end", "audit_action"),
+    [
+        ("activate", EmployeeStatus.DRAFT, EmployeeStatus.ACTIVE, "employee.activated"),
+        ("pause", EmployeeStatus.ACTIVE, EmployeeStatus.PAUSED, "employee.paused"),
+        ("offboard", EmployeeStatus.ACTIVE, EmployeeStatus.OFFBOARDED, "employee.offboarded"),
+    ],
+)
+def test_lifecycle_actions_call_audited_services(
+    admin_client, superuser, action, start, end, audit_action
+):
+    from tests.conftest import EmployeeFactory
+
+    employee = EmployeeFactory(status=start)
+    response = admin_client.post(
+        reverse("admin:employees_employee_changelist"),
+        {"action": action, "_selected_action": [employee.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    employee.refresh_from_db()
+    assert employee.status == end
+    entry = AuditEntry.objects.get(action=audit_action)
+    assert entry.actor_user_id == superuser.pk and entry.subject_id == str(employee.pk)
+
+
+def test_refused_action_explains_itself(admin_client):
+    from tests.conftest import EmployeeFactory
+
+    employee = EmployeeFactory(status=EmployeeStatus.OFFBOARDED)
+    response = admin_client.post(
+        reverse("admin:employees_employee_changelist"),
+        {"action": "activate", "_selected_action": [employee.pk]},
+        follow=True,
+    )
+    assert "is offboarded and cannot become active" in response.text
+
+
+def _change_form_data(response) -> dict:
+    """Everything the admin change page would post back unchanged: main form and inlines."""
+    data = {}
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update(
+            {management.add_prefix(name): value for name, value in management.initial.items()}
+        )
+        forms.extend(inline.formset.forms)
+    for form in forms:
+        for name, field in form.fields.items():
+            value = form[name].value()
+            if value is None or value is False:
+                continue
+            if isinstance(value, dict | list):
+                value = json.dumps(value)
+            data[form.add_prefix(name)] = (
+                field.prepare_value(value) if not isinstance(value, str) else value
+            )
+    return data
+
+
+def test_editing_the_brief_in_the_admin_adds_a_history_row(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    ava = Employee.objects.get(handle="ava-support")
+    url = reverse("admin:employees_employee_change", args=[ava.pk])
+    data = _change_form_data(admin_client.get(url))
+    data["goals"] = "Answer within 30 minutes."
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["errors"]
+    ava.refresh_from_db()
+    assert ava.goals == "Answer within 30 minutes."
+    assert ava.working_windows.count() == 5  # the inlines were saved back unchanged
+    latest = ava.brief_versions.order_by("-number").first()
+    assert latest.number == 2 and latest.author == superuser
+    assert AuditEntry.objects.filter(action="employee.updated", subject_id=str(ava.pk)).exists()
+    assert "Brief history (read-only)" in admin_client.get(url).text
+
+
+def test_audit_admin_is_read_only(admin_client):
+    entry = audit_log(action="system.checked", actor=Actor.system())
+    url = reverse("admin:aiworkforce_auditentry_change", args=[entry.pk])
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.post(url, {"action": "x.y"}).status_code == 403
+    assert admin_client.get(reverse("admin:aiworkforce_auditentry_add")).status_code == 403
+
+
+def test_admin_is_titled_for_the_product(admin_client):
+    assert "AI Workforce back office" in admin_client.get(reverse("admin:index")).text

@@ -10,14 +10,23 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The environment an operator's shell would have: nothing the test run itself set."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
+    env.update(overrides)
+    return env
+
+
 def manage(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, str(BASE_DIR / "manage.py"), *args],
-        env=full_env,
+        env=clean_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -22,7 +22,7 @@ from django.db import connection
 
 from aiworkforce.models import AuditEntry
 from employees.models import BriefVersion, Employee, Team, ToolGrant
-from tests.aiworkforce.helpers import BASE_DIR, manage
+from tests.aiworkforce.helpers import BASE_DIR, clean_env, manage
 
 
 @pytest.mark.django_db
@@ -81,12 +81,7 @@ def scratch_database(django_db_blocker):
 
 def test_up_serves_the_product_runs_jobs_and_stops_cleanly_on_ctrl_c(scratch_database, tmp_path):
     port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
-        "DATABASE_URL": scratch_database,
-        "AIW_VAR_DIR": str(tmp_path),
-        "DEBUG": "true",
-    }
+    env = clean_env(DATABASE_URL=scratch_database, AIW_VAR_DIR=str(tmp_path), DEBUG="true")
     proc = subprocess.Popen(
         [sys.executable, str(BASE_DIR / "manage.py"), "up", "--port", str(port)],
         env=env,

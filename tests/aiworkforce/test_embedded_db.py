@@ -14,7 +14,7 @@ import psutil
 import psycopg
 import pytest
 
-from tests.aiworkforce.helpers import manage
+from tests.aiworkforce.helpers import clean_env, manage
 
 START = "from aiworkforce import embedded_db; print(embedded_db.ensure_running())"
 
@@ -25,7 +25,7 @@ def _start(var_dir: Path) -> str:
 
     result = subprocess.run(
         [sys.executable, "-c", START],
-        env={**os.environ, "AIW_VAR_DIR": str(var_dir)},
+        env=clean_env(AIW_VAR_DIR=str(var_dir)),
         capture_output=True,
         text=True,
         timeout=120,

@@ -10,4 +10,5 @@ def product(request: HttpRequest) -> dict:
     return {
         "product_name": settings.PRODUCT_NAME,
         "offline_mode": not settings.OPENAI_API_KEY,
+        "allow_signup": settings.ALLOW_SIGNUP,
     }

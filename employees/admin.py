@@ -7,7 +7,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count
 from django.utils.html import format_html
 
@@ -27,6 +27,23 @@ from employees.models import (
 )
 from employees.validators import validate_working_windows
 from tasks.tools import all_tools
+
+
+class PrettyJSONField(forms.JSONField):
+    """JSON shown indented, so an SOP or a scope can be read and edited by a person."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
+JSON_EDITOR = {
+    models.JSONField: {
+        "form_class": PrettyJSONField,
+        "widget": forms.Textarea(attrs={"rows": 10, "cols": 80, "style": "font-family: monospace"}),
+    }
+}
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -109,6 +126,7 @@ class ToolGrantInline(admin.TabularInline):
     model = ToolGrant
     form = ToolGrantForm
     extra = 0
+    formfield_overrides = JSON_EDITOR
 
 
 class DutyInline(admin.TabularInline):
@@ -186,6 +204,7 @@ class EmployeeAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     actions = ["activate", "pause", "offboard"]
+    formfield_overrides = JSON_EDITOR
     inlines = [ToolGrantInline, DutyInline, WorkingWindowInline, BriefVersionInline]
     fieldsets = [
         (
@@ -206,6 +225,10 @@ class EmployeeAdmin(admin.ModelAdmin):
             {"fields": ["status", "hired_at", "offboarded_at", "created_at", "updated_at"]},
         ),
     ]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Offboard instead: it stops the work and keeps the history.
+        return False
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, employee: Employee):

@@ -39,7 +39,10 @@ def test_wrong_password_is_refused_with_a_message(client):
 
 def test_open_signup_is_closed_by_default(client):
     response = client.get(reverse("account_signup"))
-    assert "Sign Up Closed" in response.text or response.status_code in (403, 404)
+    assert "Sign Up Closed" in response.text
+    login_page = client.get(reverse("account_login")).text
+    assert "sign up" not in login_page.lower()
+    assert "Accounts are created by your workforce managers" in login_page
 
 
 def test_user_enrols_totp_and_is_asked_for_a_code_next_time(client):

@@ -6,6 +6,7 @@ typo in production stops start-up instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal, InvalidOperation
 
@@ -81,3 +82,24 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
             f"{name} must be one of {', '.join(sorted(choices))}, got {value!r}."
         )
     return value
+
+
+def env_json_prices(name: str) -> dict[str, tuple[Decimal, Decimal]]:
+    """A price table: {"model": [dollars per million input tokens, per million output tokens]}."""
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        table = json.loads(value)
+        prices = {
+            str(model): (Decimal(str(pair[0])), Decimal(str(pair[1])))
+            for model, pair in table.items()
+        }
+    except (ValueError, TypeError, AttributeError, IndexError, InvalidOperation, KeyError):
+        raise ImproperlyConfigured(
+            f'{name} must be JSON like {{"gpt-4o-mini": [0.15, 0.60]}} '
+            "(US dollars per million input and output tokens)."
+        ) from None
+    if any(p < 0 or not p.is_finite() for pair in prices.values() for p in pair):
+        raise ImproperlyConfigured(f"{name}: prices must be finite numbers of at least 0.")
+    return prices

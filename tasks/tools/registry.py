@@ -1,4 +1,4 @@
-"""Registry of tool declarations, with JSON-schema validation of grant scopes."""
+"""Registry of tool declarations, with JSON-schema validation of arguments and grant scopes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ class ToolScopeError(ValueError):
 
 
 @dataclass(frozen=True)
+class ToolContext:
+    """What a tool's execute function may use: never the model's say-so about who it is."""
+
+    task: Any
+    employee: Any
+    call_id: str
+    scope: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Tool:
     name: str
     description: str
@@ -33,8 +43,27 @@ class Tool:
     scope_schema: dict[str, Any] = field(
         default_factory=lambda: {"type": "object", "maxProperties": 0}
     )
+    # Side-effecting tools are only proposed in shadow mode.
     side_effects: bool = True
-    execute: Callable[..., Any] | None = None
+    # Transactional tools write only to the database, in the same transaction as their step,
+    # so they can never run twice. Others (HTTP) record an intent first and are never retried.
+    transactional: bool = True
+    # Tools the loop itself carries out because they park the task (escalate_to_human).
+    parks_task: bool = False
+    # (arguments, scope) -> a refusal message, or None when the call is inside the grant.
+    check_scope: Callable[[dict, dict], str | None] | None = None
+    # (context, arguments) -> a JSON-serialisable result.
+    execute: Callable[[ToolContext, dict], dict] | None = None
+
+    def schema_for_model(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
 
 
 _REGISTRY: dict[str, Tool] = {}
@@ -61,13 +90,30 @@ def all_tools() -> list[Tool]:
     return sorted(_REGISTRY.values(), key=lambda tool: tool.name)
 
 
+def _first_error(schema: dict, instance: Any) -> str | None:
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(instance), key=lambda error: list(error.path))
+    if not errors:
+        return None
+    error = errors[0]
+    where = "/".join(str(part) for part in error.path)
+    return f"at '{where}': {error.message}" if where else error.message
+
+
+def validate_arguments(tool: Tool, arguments: Any) -> str | None:
+    """A readable description of what is wrong with a call's arguments, or None."""
+    return _first_error(tool.parameters, arguments)
+
+
 def validate_scope(tool_name: str, scope: Any) -> None:
     """Raise ToolScopeError with a readable message when a scope does not fit the tool."""
     tool = get_tool(tool_name)
-    validator = jsonschema.Draft202012Validator(tool.scope_schema)
-    errors = sorted(validator.iter_errors(scope), key=lambda error: list(error.path))
-    if errors:
-        error = errors[0]
-        where = "/".join(str(part) for part in error.path)
-        location = f" at '{where}'" if where else ""
-        raise ToolScopeError(f"Scope for {tool_name}{location}: {error.message}")
+    problem = _first_error(tool.scope_schema, scope)
+    if problem:
+        raise ToolScopeError(
+            f"Scope for {tool_name} {problem}"
+            if problem.startswith("at ")
+            else f"Scope for {tool_name}: {problem}"
+        )

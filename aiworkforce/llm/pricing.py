@@ -1,0 +1,47 @@
+"""Token prices (US dollars per million tokens) and the cost of one call."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from django.conf import settings
+
+# A starting table; deployments override or extend it with MODEL_PRICES.
+KNOWN_PRICES: dict[str, tuple[Decimal, Decimal]] = {
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
+    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
+    "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
+    "gpt-4.1-nano": (Decimal("0.10"), Decimal("0.40")),
+    "offline": (Decimal("0"), Decimal("0")),
+}
+MILLION = Decimal(1_000_000)
+
+
+def price_for(model: str) -> tuple[Decimal, Decimal, bool]:
+    """(input price, output price, known) for a model; unknown models use the default price."""
+    table = {**KNOWN_PRICES, **settings.MODEL_PRICES}
+    if model in table:
+        price_in, price_out = table[model]
+        return price_in, price_out, True
+    return settings.DEFAULT_PRICE_PER_MTOK_IN, settings.DEFAULT_PRICE_PER_MTOK_OUT, False
+
+
+def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    price_in, price_out, _ = price_for(model)
+    return (price_in * prompt_tokens + price_out * completion_tokens) / MILLION
+
+
+def unknown_price_warning(model: str) -> str:
+    return (
+        f"No price is configured for model '{model}'; its cost is estimated at the default "
+        f"${settings.DEFAULT_PRICE_PER_MTOK_IN}/${settings.DEFAULT_PRICE_PER_MTOK_OUT} per million "
+        "tokens. Add it to MODEL_PRICES."
+    )
+
+
+def estimate_tokens(messages: list[dict], tools: list[dict]) -> int:
+    """A deliberately generous estimate of prompt tokens (about 3 characters a token)."""
+    text = json.dumps(messages, ensure_ascii=False) + json.dumps(tools, ensure_ascii=False)
+    return len(text) // 3 + 16

@@ -1,0 +1,230 @@
+"""Asking people and recording their decisions; a decision resumes the task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from aiworkforce.audit import Actor, audit_log
+from approvals.models import (
+    ApprovalKind,
+    ApprovalRequest,
+    ApprovalStatus,
+    Escalation,
+    EscalationStatus,
+)
+from tasks.models import DailySpend, Task, TaskStatus
+from tasks.tools import Risk, get_tool, validate_arguments
+
+
+class DecisionConflict(Exception):
+    """Someone else decided first; the message says who and when."""
+
+
+def approval_request_create(
+    *, task: Task, tool_name: str, arguments: dict, risk: str, reason: str, call_id: str
+) -> ApprovalRequest:
+    """Ask a person to approve one tool call before it runs."""
+    approval = ApprovalRequest.objects.create(
+        task=task,
+        employee=task.employee,
+        kind=ApprovalKind.TOOL_CALL,
+        tool_name=tool_name,
+        arguments=arguments,
+        reason=reason[:2000],
+        risk=risk,
+        deadline=timezone.now() + timedelta(hours=settings.APPROVAL_DEADLINE_HOURS),
+    )
+    audit_log(
+        action="approval.requested",
+        actor=Actor.for_employee(task.employee),
+        subject=approval,
+        data={"task": task.pk, "tool": tool_name, "arguments": arguments, "call_id": call_id},
+    )
+    return approval
+
+
+def budget_raise_request_create(*, task: Task, refusal) -> ApprovalRequest:
+    """Ask a person to raise the budget that stopped a model call."""
+    current = Decimal(refusal.current) if refusal.scope != "turn" else Decimal(refusal.current)
+    needed = Decimal(refusal.needed)
+    requested = max(needed, current * 2).quantize(
+        Decimal("0.01") if refusal.scope != "turn" else Decimal("1")
+    )
+    approval = ApprovalRequest.objects.create(
+        task=task,
+        employee=task.employee,
+        kind=ApprovalKind.BUDGET_RAISE,
+        arguments={"scope": refusal.scope, "current": str(current), "requested": str(requested)},
+        reason=refusal.message,
+        risk=Risk.MEDIUM,
+        deadline=timezone.now() + timedelta(hours=settings.APPROVAL_DEADLINE_HOURS),
+    )
+    audit_log(
+        action="approval.requested",
+        actor=Actor.for_employee(task.employee),
+        subject=approval,
+        data={"task": task.pk, "budget": approval.arguments},
+    )
+    return approval
+
+
+@transaction.atomic
+def approval_decide(
+    *,
+    approval: ApprovalRequest,
+    user,
+    decision: str,
+    comment: str = "",
+    edited_arguments: dict | None = None,
+    client_address: str = "",
+) -> ApprovalRequest:
+    """Approve (optionally with edited arguments) or reject; exactly one decision wins."""
+    if decision not in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+        raise ValueError("decision must be 'approved' or 'rejected'")
+    if decision == ApprovalStatus.REJECTED and not comment.strip():
+        raise ValidationError("Say why you reject this, so the employee can learn from it.")
+    if edited_arguments is not None:
+        if approval.kind != ApprovalKind.TOOL_CALL or decision != ApprovalStatus.APPROVED:
+            raise ValidationError("Only an action being approved can be edited.")
+        problem = validate_arguments(get_tool(approval.tool_name), edited_arguments)
+        if problem:
+            raise ValidationError(
+                f"The edited arguments do not fit {approval.tool_name}: {problem}"
+            )
+    now = timezone.now()
+    won = ApprovalRequest.objects.filter(pk=approval.pk, status=ApprovalStatus.PENDING).update(
+        status=decision,
+        decided_by=user,
+        decided_at=now,
+        decision_comment=comment.strip(),
+        approved_arguments=edited_arguments,
+    )
+    approval.refresh_from_db()
+    if not won:
+        who = approval.decided_by.get_username() if approval.decided_by else "the system"
+        when = f" at {approval.decided_at:%Y-%m-%d %H:%M:%S}" if approval.decided_at else ""
+        raise DecisionConflict(f"Already {approval.get_status_display().lower()} by {who}{when}.")
+    audit_log(
+        action=f"approval.{decision}",
+        actor=Actor.for_user(user),
+        subject=approval,
+        data={
+            "task": approval.task_id,
+            "comment": comment.strip(),
+            "arguments_before": approval.arguments,
+            "arguments_after": edited_arguments
+            if edited_arguments is not None
+            else approval.arguments,
+            "client_address": client_address,
+        },
+    )
+    task = approval.task
+    if approval.kind == ApprovalKind.BUDGET_RAISE and decision == ApprovalStatus.APPROVED:
+        _apply_budget_raise(approval)
+    if approval.kind == ApprovalKind.BUDGET_RAISE and decision == ApprovalStatus.REJECTED:
+        from tasks.services import task_cancel
+
+        task_cancel(
+            task=task, actor=Actor.for_user(user), reason=f"Budget raise rejected: {comment}"
+        )
+        return approval
+    from tasks.services import task_resume
+
+    task_resume(
+        task=task,
+        from_statuses={TaskStatus.WAITING_APPROVAL, TaskStatus.BUDGET_EXHAUSTED},
+        actor=Actor.for_user(user),
+        reason=f"approval #{approval.pk} {decision}",
+    )
+    return approval
+
+
+def _apply_budget_raise(approval: ApprovalRequest) -> None:
+    scope, requested = approval.arguments["scope"], approval.arguments["requested"]
+    task = approval.task
+    if scope == "task":
+        task.budget_overrides = {**task.budget_overrides, "task_cost": requested}
+        task.save(update_fields=["budget_overrides"])
+    elif scope == "turn":
+        task.budget_overrides = {**task.budget_overrides, "turn_tokens": int(Decimal(requested))}
+        task.save(update_fields=["budget_overrides"])
+    else:
+        day = timezone.localdate(timezone=task.employee.tzinfo)
+        DailySpend.objects.update_or_create(
+            employee=task.employee, day=day, defaults={"limit_override": Decimal(requested)}
+        )
+
+
+def escalation_create(
+    *, task: Task, summary: str, evidence: list, options: list, recommendation: str
+) -> Escalation:
+    """Hand a decision the employee cannot make to a person."""
+    escalation = Escalation.objects.create(
+        task=task,
+        employee=task.employee,
+        summary=summary,
+        evidence=evidence,
+        options=options,
+        recommendation=recommendation,
+    )
+    audit_log(
+        action="escalation.opened",
+        actor=Actor.for_employee(task.employee),
+        subject=escalation,
+        data={"task": task.pk, "summary": summary, "options": options},
+    )
+    return escalation
+
+
+@transaction.atomic
+def escalation_answer(
+    *,
+    escalation: Escalation,
+    user,
+    answer: str = "",
+    chosen_option: str = "",
+    take_over: bool = False,
+) -> Escalation:
+    """Answer an escalation (pick an option, write an answer, or take the task over)."""
+    if chosen_option and chosen_option not in escalation.options:
+        raise ValidationError(f"'{chosen_option}' is not one of the options offered.")
+    if not (answer.strip() or chosen_option or take_over):
+        raise ValidationError("Pick an option, write an answer, or take the task over.")
+    status = EscalationStatus.TAKEN_OVER if take_over else EscalationStatus.ANSWERED
+    won = Escalation.objects.filter(pk=escalation.pk, status=EscalationStatus.OPEN).update(
+        status=status,
+        answer=answer.strip(),
+        chosen_option=chosen_option,
+        answered_by=user,
+        answered_at=timezone.now(),
+    )
+    escalation.refresh_from_db()
+    if not won:
+        who = escalation.answered_by.get_username() if escalation.answered_by else "someone"
+        raise DecisionConflict(f"Already answered by {who}.")
+    audit_log(
+        action="escalation.taken_over" if take_over else "escalation.answered",
+        actor=Actor.for_user(user),
+        subject=escalation,
+        data={"task": escalation.task_id, "answer": answer.strip(), "option": chosen_option},
+    )
+    from tasks.services import task_cancel, task_resume
+
+    if take_over:
+        task_cancel(
+            task=escalation.task, actor=Actor.for_user(user), reason="Taken over by a person."
+        )
+    else:
+        task_resume(
+            task=escalation.task,
+            from_statuses={TaskStatus.WAITING_ESCALATION},
+            actor=Actor.for_user(user),
+            reason=f"escalation #{escalation.pk} answered",
+        )
+    return escalation

@@ -1,0 +1,63 @@
+"""django-q2 jobs: thin, take ids, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from tasks.models import OutboxEmail, OutboxStatus
+
+logger = logging.getLogger(__name__)
+
+
+def run_task(task_id: int) -> str | None:
+    """Run a task until it finishes or parks; a task another worker holds is left alone."""
+    from tasks.loop import run_task as loop_run_task
+
+    return loop_run_task(task_id)
+
+
+def run_due() -> dict[str, int]:
+    """One batch pass: materialise due duties, dispatch runnable tasks, reclaim dead leases."""
+    from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
+    from tasks.triggers import duties_materialise
+
+    with transaction.atomic():
+        created = duties_materialise()
+    with transaction.atomic():
+        dispatched = tasks_dispatch_waiting()
+    with transaction.atomic():
+        reclaimed = tasks_reclaim_expired()
+    return {"duty_tasks": created, "dispatched": dispatched, "reclaimed": reclaimed}
+
+
+def deliver_email(outbox_id: int) -> str:
+    """Send one outbox email; a row already sent or being sent is never sent again."""
+    claimed = OutboxEmail.objects.filter(pk=outbox_id, status=OutboxStatus.PENDING).update(
+        status=OutboxStatus.SENDING, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return "already handled"
+    email = OutboxEmail.objects.get(pk=outbox_id)
+    message = EmailMessage(
+        subject=email.subject,
+        body=email.body,
+        to=email.to,
+        headers={"Message-ID": email.message_id},
+    )
+    try:
+        message.send()
+    except Exception as exc:
+        logger.warning("email %s failed: %s", outbox_id, exc)
+        # Back to pending for a later attempt, up to three, then failed for a person to see.
+        status = OutboxStatus.FAILED if email.attempts >= 3 else OutboxStatus.PENDING
+        OutboxEmail.objects.filter(pk=outbox_id).update(status=status, error=str(exc)[:2000])
+        raise
+    OutboxEmail.objects.filter(pk=outbox_id).update(
+        status=OutboxStatus.SENT, sent_at=timezone.now()
+    )
+    return "sent"

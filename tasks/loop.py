@@ -1,0 +1,580 @@
+"""The agent loop: claim, then reserve → call the model → record → act on tool calls, repeatedly.
+
+Every step is committed before the next begins. A task that must wait (an approval, an
+escalation, a budget raise, a paused employee) is parked and the worker released; when it is
+resumed the loop rebuilds its transcript from the recorded steps, so no model call is repeated
+and no side effect is executed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from aiworkforce.audit import Actor, audit_log
+from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
+from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
+from tasks import budget, services
+from tasks.context import Transcript, rebuild, system_prompt
+from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
+from tasks.tools import ToolContext, UnknownToolError, get_tool, validate_arguments
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[Step], None]
+
+
+class Parked(Exception):
+    """Raised inside the loop to stop it; the task has already been released."""
+
+
+@dataclass
+class LoopState:
+    task: Task
+    run: Run
+    worker: str
+    grants: dict[str, ToolGrant]
+    on_step: StepCallback | None
+    next_seq: int = 1
+    # The loop breaker counts only what happened since a person last said "continue".
+    reset_seq: int = 0
+
+
+def run_task(
+    task_id: int, *, worker: str = services.WORKER_ID, on_step: StepCallback | None = None
+) -> str | None:
+    """Run one task until it finishes or parks. Returns its status, or None if not claimed."""
+    task = services.task_claim(task_id=task_id, worker=worker)
+    if task is None:
+        return None
+    number = (Run.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0) + 1
+    run = Run.objects.create(task=task, number=number, worker=worker)
+    grants = {
+        grant.tool_name: grant
+        for grant in ToolGrant.objects.filter(employee=task.employee_id)
+        if grant.policy != ToolPolicy.NEVER
+    }
+    state = LoopState(task=task, run=run, worker=worker, grants=grants, on_step=on_step)
+    try:
+        _loop(state)
+    except Parked:
+        pass
+    except Exception as exc:  # a bug or an outage: never leave the task "running" forever
+        logger.exception("task %s failed", task.pk)
+        _record(state, StepKind.ERROR, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        services.task_release(
+            task=task,
+            status=TaskStatus.FAILED,
+            reason=f"Internal error: {type(exc).__name__}",
+            worker=worker,
+        )
+        Run.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
+        )
+        return TaskStatus.FAILED
+    task.refresh_from_db(fields=["status"])
+    finished = task.status in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
+    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=RunStatus.FINISHED if finished else RunStatus.PARKED, finished_at=timezone.now()
+    )
+    return task.status
+
+
+def _loop(state: LoopState) -> None:
+    task = state.task
+    provider = provider_for(task)
+    tool_names = [name for name in state.grants if _tool_or_none(name)]
+    tools = [get_tool(name).schema_for_model() for name in tool_names]
+    system = system_prompt(task, tool_names)
+    while True:
+        if not services.task_renew_lease(task=task, worker=state.worker):
+            raise Parked  # another worker reclaimed it; stop without writing
+        _check_employee(state)
+        steps = list(Step.objects.filter(task=task).order_by("seq"))
+        transcript = rebuild(task, steps, system)
+        state.next_seq = transcript.next_seq
+        state.reset_seq = transcript.reset_seq
+        if transcript.open_escalation is not None:
+            _resume_system_escalation(state, transcript.open_escalation)
+            continue
+        if transcript.pending:
+            for call in transcript.pending:
+                _handle_call(state, transcript, call)
+            continue
+        if transcript.llm_calls >= settings.MAX_STEPS_PER_TASK:
+            _escalate_loop(
+                state, f"It used its {settings.MAX_STEPS_PER_TASK} model calls without finishing."
+            )
+        completion = _call_model(state, provider, transcript.messages, tools)
+        if not completion.tool_calls:
+            _finish(state, completion.content or "", offline=completion.offline)
+            return
+
+
+def _tool_or_none(name: str):
+    try:
+        return get_tool(name)
+    except UnknownToolError:
+        return None
+
+
+def _check_employee(state: LoopState) -> None:
+    """Paused employees take no new step; offboarded ones stop for good."""
+    status = (
+        type(state.task.employee)
+        .objects.values_list("status", flat=True)
+        .get(pk=state.task.employee_id)
+    )
+    state.task.employee.status = status
+    if status == EmployeeStatus.PAUSED:
+        _park(state, TaskStatus.PAUSED, f"{state.task.employee.name} was paused.")
+    if status in (EmployeeStatus.OFFBOARDED, EmployeeStatus.DRAFT):
+        _park(state, TaskStatus.CANCELLED, f"{state.task.employee.name} is {status}.")
+
+
+def _record(state: LoopState, kind: str, payload: dict, **numbers) -> Step:
+    step = Step.objects.create(
+        task=state.task, run=state.run, seq=state.next_seq, kind=kind, payload=payload, **numbers
+    )
+    state.next_seq += 1
+    if state.on_step:
+        state.on_step(step)
+    return step
+
+
+def _park(state: LoopState, status: str, reason: str) -> None:
+    services.task_release(task=state.task, status=status, reason=reason, worker=state.worker)
+    raise Parked
+
+
+def _call_model(state: LoopState, provider, messages: list[dict], tools: list[dict]):
+    task = state.task
+    prompt_tokens = estimate_tokens(messages, tools)
+    reservation = budget.budget_reserve(
+        task=task, model=provider.model, prompt_tokens=prompt_tokens
+    )
+    if isinstance(reservation, budget.BudgetRefusal):
+        _ask_for_budget(state, reservation)
+    try:
+        completion = provider.complete(
+            messages=messages,
+            tools=tools,
+            max_tokens=reservation.max_tokens,
+            temperature=float(task.employee.temperature),
+        )
+    except ModelUnavailable as exc:
+        with transaction.atomic():
+            budget.budget_release(task=task, reservation=reservation)
+            _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
+        _park(state, TaskStatus.MODEL_UNAVAILABLE, str(exc))
+    with transaction.atomic():
+        _record(
+            state,
+            StepKind.LLM_CALL,
+            {
+                "message": completion.as_message(),
+                "model": completion.model,
+                "offline": completion.offline,
+                "warnings": completion.warnings,
+                "reserved": str(reservation.amount),
+            },
+            tokens_in=completion.prompt_tokens,
+            tokens_out=completion.completion_tokens,
+            cost=completion.cost,
+            latency_ms=completion.latency_ms,
+        )
+        budget.budget_settle(task=task, reservation=reservation, actual=completion.cost)
+        Task.objects.filter(pk=task.pk).update(
+            tokens_in=F("tokens_in") + completion.prompt_tokens,
+            tokens_out=F("tokens_out") + completion.completion_tokens,
+        )
+    return completion
+
+
+def _finish(state: LoopState, content: str, *, offline: bool) -> None:
+    result = content.strip() or "(no summary)"
+    if offline and not result.startswith(OFFLINE_LABEL):
+        result = f"{OFFLINE_LABEL} {result}"
+    with transaction.atomic():
+        _record(state, StepKind.FINAL, {"result": result, "offline": offline})
+        services.task_release(
+            task=state.task, status=TaskStatus.DONE, result=result, worker=state.worker
+        )
+
+
+# --- tool calls -------------------------------------------------------------------------------
+
+
+def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
+    call_id = call["id"]
+    name = call["function"]["name"]
+    raw_arguments = call["function"].get("arguments") or "{}"
+    if call_id in transcript.waits:
+        _resume_waiting_call(state, transcript.waits[call_id], call_id, name)
+        return
+    if call_id in transcript.intents:
+        _result(
+            state,
+            call_id,
+            name,
+            transcript.intents[call_id].payload.get("arguments"),
+            "unknown",
+            {
+                "error": "The outcome of this call is unknown (the worker stopped while it ran); "
+                "it was not repeated."
+            },
+        )
+        return
+    grant = state.grants.get(name)
+    tool = _tool_or_none(name)
+    if grant is None or tool is None:
+        _result(
+            state,
+            call_id,
+            name,
+            raw_arguments,
+            "refused",
+            {"error": f"Tool '{name}' is not available to you. Use only your granted tools."},
+        )
+        audit_log(
+            action="tool.refused",
+            actor=Actor.for_employee(state.task.employee),
+            subject=state.task,
+            data={"tool": name, "reason": "not granted"},
+        )
+        _maybe_break_loop(state)
+        return
+    try:
+        arguments = json.loads(raw_arguments)
+    except ValueError as exc:
+        _result(
+            state,
+            call_id,
+            name,
+            raw_arguments,
+            "error",
+            {"error": f"The arguments are not valid JSON ({exc}). Send a JSON object."},
+        )
+        _maybe_break_loop(state)
+        return
+    problem = validate_arguments(tool, arguments)
+    if problem is None and tool.check_scope:
+        refusal = tool.check_scope(arguments, grant.scope)
+        if refusal:
+            _result(
+                state, call_id, name, arguments, "refused", {"error": f"Not allowed: {refusal}"}
+            )
+            audit_log(
+                action="tool.refused",
+                actor=Actor.for_employee(state.task.employee),
+                subject=state.task,
+                data={"tool": name, "reason": refusal},
+            )
+            _maybe_break_loop(state)
+            return
+    if problem:
+        _result(
+            state, call_id, name, arguments, "error", {"error": f"Invalid arguments: {problem}"}
+        )
+        _maybe_break_loop(state)
+        return
+    _check_repeats(state, transcript, name, arguments)
+    if tool.side_effects and state.task.employee.status == EmployeeStatus.SHADOW:
+        _result(
+            state,
+            call_id,
+            name,
+            arguments,
+            "proposed",
+            {
+                "summary": "proposed only: the employee is in shadow mode, nothing was executed",
+                "proposed_arguments": arguments,
+            },
+        )
+        audit_log(
+            action="tool.proposed",
+            actor=Actor.for_employee(state.task.employee),
+            subject=state.task,
+            data={"tool": name, "arguments": arguments},
+        )
+        return
+    if tool.parks_task:
+        _escalate_call(state, call_id, arguments)
+    if grant.policy == ToolPolicy.NEEDS_APPROVAL:
+        _ask_for_approval(state, call_id, tool, arguments, transcript)
+    _execute(state, call_id, tool, grant, arguments)
+
+
+def _result(
+    state: LoopState, call_id: str, name: str, arguments, status: str, result: dict
+) -> Step:
+    return _record(
+        state,
+        StepKind.TOOL_CALL,
+        {
+            "call_id": call_id,
+            "name": name,
+            "arguments": arguments,
+            "status": status,
+            "result": result,
+        },
+    )
+
+
+def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: dict) -> None:
+    context = ToolContext(
+        task=state.task, employee=state.task.employee, call_id=call_id, scope=grant.scope
+    )
+    actor = Actor.for_employee(state.task.employee)
+    if tool.transactional:
+        # The tool's own writes (outbox row, follow-up task) and its step commit together.
+        with transaction.atomic():
+            result = _run_tool(tool, context, arguments)
+            status = "error" if "error" in result else "ok"
+            _result(state, call_id, tool.name, arguments, status, result)
+            audit_log(
+                action="tool.executed",
+                actor=actor,
+                subject=state.task,
+                data={"tool": tool.name, "arguments": arguments, "status": status},
+            )
+    else:
+        # Not undoable: record the intent first, so a crash mid-call is never retried blindly.
+        _result(state, call_id, tool.name, arguments, "started", {})
+        result = _run_tool(tool, context, arguments)
+        status = "error" if "error" in result else "ok"
+        with transaction.atomic():
+            _result(state, call_id, tool.name, arguments, status, result)
+            audit_log(
+                action="tool.executed",
+                actor=actor,
+                subject=state.task,
+                data={"tool": tool.name, "arguments": arguments, "status": status},
+            )
+    if status == "error":
+        _maybe_break_loop(state)
+
+
+def _run_tool(tool, context: ToolContext, arguments: dict) -> dict:
+    try:
+        with transaction.atomic():
+            return tool.execute(context, arguments)
+    except Exception as exc:
+        logger.warning("tool %s failed: %s", tool.name, exc)
+        return {"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]}
+
+
+# --- waiting for people -------------------------------------------------------------------------
+
+
+def _ask_for_approval(
+    state: LoopState, call_id: str, tool, arguments: dict, transcript: Transcript
+) -> None:
+    from approvals.services import approval_request_create
+
+    reason = (
+        next(
+            (
+                m.get("content")
+                for m in reversed(transcript.messages)
+                if m["role"] == "assistant" and m.get("content")
+            ),
+            "",
+        )
+        or ""
+    )
+    with transaction.atomic():
+        approval = approval_request_create(
+            task=state.task,
+            tool_name=tool.name,
+            arguments=arguments,
+            risk=tool.default_risk,
+            reason=reason,
+            call_id=call_id,
+        )
+        _record(
+            state,
+            StepKind.APPROVAL_WAIT,
+            {
+                "call_id": call_id,
+                "name": tool.name,
+                "arguments": arguments,
+                "approval_id": approval.pk,
+            },
+        )
+    _park(state, TaskStatus.WAITING_APPROVAL, f"Waiting for approval of {tool.name}.")
+
+
+def _ask_for_budget(state: LoopState, refusal: budget.BudgetRefusal) -> None:
+    from approvals.services import budget_raise_request_create
+
+    with transaction.atomic():
+        approval = budget_raise_request_create(task=state.task, refusal=refusal)
+        _record(
+            state,
+            StepKind.APPROVAL_WAIT,
+            {"budget": refusal.scope, "approval_id": approval.pk, "message": refusal.message},
+        )
+    _park(state, TaskStatus.BUDGET_EXHAUSTED, refusal.message)
+
+
+def _escalate_call(state: LoopState, call_id: str, arguments: dict) -> None:
+    from approvals.services import escalation_create
+
+    with transaction.atomic():
+        escalation = escalation_create(
+            task=state.task,
+            summary=arguments["summary"],
+            evidence=arguments.get("evidence", []),
+            options=arguments["options"],
+            recommendation=arguments.get("recommendation", ""),
+        )
+        _record(
+            state,
+            StepKind.ESCALATION,
+            {"call_id": call_id, "escalation_id": escalation.pk, "summary": arguments["summary"]},
+        )
+    _park(state, TaskStatus.WAITING_ESCALATION, f"Escalated: {arguments['summary']}")
+
+
+def _escalate_loop(state: LoopState, why: str) -> None:
+    """The loop breaker: stop before burning more money, and ask a person."""
+    from approvals.services import escalation_create
+
+    with transaction.atomic():
+        escalation = escalation_create(
+            task=state.task,
+            summary=f"{state.task.employee.name} stopped: {why}",
+            evidence=[why],
+            options=["Let it continue", "Stop the task"],
+            recommendation="Stop the task",
+        )
+        _record(state, StepKind.ESCALATION, {"escalation_id": escalation.pk, "summary": why})
+    _park(state, TaskStatus.WAITING_ESCALATION, f"Loop breaker: {why}")
+
+
+def _check_repeats(state: LoopState, transcript: Transcript, name: str, arguments: dict) -> None:
+    same = sum(
+        1
+        for step in transcript.finished_calls
+        if step.payload.get("name") == name and step.payload.get("arguments") == arguments
+    )
+    if same + 1 >= settings.LOOP_BREAKER_REPEATS:
+        _escalate_loop(state, f"it called {name} with the same arguments {same + 1} times.")
+
+
+def _maybe_break_loop(state: LoopState) -> None:
+    recent = list(
+        Step.objects.filter(task=state.task, kind=StepKind.TOOL_CALL, seq__gt=state.reset_seq)
+        .exclude(payload__status="started")
+        .order_by("-seq")
+        .values_list("payload__status", flat=True)[: settings.LOOP_BREAKER_ERRORS]
+    )
+    if len(recent) == settings.LOOP_BREAKER_ERRORS and all(
+        s in ("error", "refused") for s in recent
+    ):
+        _escalate_loop(state, f"its last {len(recent)} tool calls failed or were refused.")
+
+
+def _resume_waiting_call(state: LoopState, wait: Step, call_id: str, name: str) -> None:
+    from approvals.models import ApprovalRequest, ApprovalStatus, Escalation, EscalationStatus
+
+    if wait.kind == StepKind.ESCALATION:
+        escalation = Escalation.objects.get(pk=wait.payload["escalation_id"])
+        if escalation.status == EscalationStatus.OPEN:
+            _park(state, TaskStatus.WAITING_ESCALATION, "Waiting for an answer to its escalation.")
+        _result(
+            state,
+            call_id,
+            name,
+            {},
+            "ok",
+            {
+                "answer": escalation.answer,
+                "chosen_option": escalation.chosen_option,
+                "answered_by": escalation.answered_by.get_username()
+                if escalation.answered_by
+                else "",
+                "summary": f"a person answered: {escalation.chosen_option or escalation.answer}"[
+                    :300
+                ],
+            },
+        )
+        return
+    approval = ApprovalRequest.objects.get(pk=wait.payload["approval_id"])
+    if approval.status == ApprovalStatus.PENDING:
+        _park(state, TaskStatus.WAITING_APPROVAL, f"Waiting for approval of {name}.")
+    if approval.status != ApprovalStatus.APPROVED:
+        verb = {"rejected": "rejected", "expired": "did not decide in time on"}.get(
+            approval.status, "cancelled"
+        )
+        _result(
+            state,
+            call_id,
+            name,
+            approval.arguments,
+            "rejected",
+            {
+                "error": f"A person {verb} this action."
+                + (f" Reason: {approval.decision_comment}" if approval.decision_comment else ""),
+            },
+        )
+        return
+    arguments = (
+        approval.approved_arguments
+        if approval.approved_arguments is not None
+        else approval.arguments
+    )
+    tool = get_tool(name)
+    grant = state.grants.get(name)
+    # The approved (possibly edited) arguments are checked again against the schema and grant.
+    problem = validate_arguments(tool, arguments) if grant else "the grant was revoked"
+    refusal = (
+        tool.check_scope(arguments, grant.scope)
+        if grant and not problem and tool.check_scope
+        else None
+    )
+    if problem or refusal:
+        _result(
+            state,
+            call_id,
+            name,
+            arguments,
+            "refused",
+            {"error": f"Not executed: {problem or refusal}"},
+        )
+        return
+    _execute(state, call_id, tool, grant, arguments)
+
+
+def _resume_system_escalation(state: LoopState, step: Step) -> None:
+    from approvals.models import Escalation, EscalationStatus
+
+    escalation = Escalation.objects.get(pk=step.payload["escalation_id"])
+    if escalation.status == EscalationStatus.OPEN:
+        _park(state, TaskStatus.WAITING_ESCALATION, "Waiting for an answer to its escalation.")
+    answer = escalation.answer or escalation.chosen_option
+    _record(
+        state,
+        StepKind.NOTE,
+        {
+            "escalation_id": escalation.pk,
+            "message": {"role": "user", "content": f"A person answered your escalation: {answer}"},
+        },
+    )
+    if (
+        escalation.chosen_option == "Stop the task"
+        or escalation.status == EscalationStatus.TAKEN_OVER
+    ):
+        _park(
+            state,
+            TaskStatus.CANCELLED,
+            f"Stopped by {escalation.answered_by or 'a person'}: {answer}",
+        )

@@ -1,0 +1,100 @@
+"""Give an employee a task from the command line, optionally waiting for the outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from employees.models import Employee
+from tasks.loop import run_task
+from tasks.models import FINISHED_STATUSES, Task, TaskSource, TaskStatus
+from tasks.services import TaskRefused, task_create
+
+# Parked states: the task waits for a person or for time, not for a worker.
+PARKED = {
+    TaskStatus.WAITING_APPROVAL,
+    TaskStatus.WAITING_ESCALATION,
+    TaskStatus.WAITING_CHILDREN,
+    TaskStatus.WAITING_HOURS,
+    TaskStatus.BUDGET_EXHAUSTED,
+    TaskStatus.MODEL_UNAVAILABLE,
+    TaskStatus.PAUSED,
+}
+
+
+class Command(BaseCommand):
+    help = 'Assign a task: assign HANDLE "instructions" [--urgent] [--wait] [--json]'
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("handle", help="The employee's handle, with or without @.")
+        parser.add_argument("instructions")
+        parser.add_argument("--title", default="", help="A short title (default: the first line).")
+        parser.add_argument("--urgent", action="store_true", help="Run even outside working hours.")
+        parser.add_argument("--wait", action="store_true", help="Run or wait until done or parked.")
+        parser.add_argument(
+            "--timeout", type=float, default=600, help="Seconds to wait (default 600)."
+        )
+        parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
+
+    def handle(self, *args, handle: str, instructions: str, **options) -> None:
+        employee = Employee.objects.filter(handle=handle.lstrip("@")).first()
+        if employee is None:
+            known = ", ".join(Employee.objects.order_by("handle").values_list("handle", flat=True))
+            raise CommandError(
+                f"No employee with handle '{handle}'. Known handles: {known or 'none'}."
+            )
+        try:
+            task, _ = task_create(
+                employee=employee,
+                title=options["title"],
+                input=instructions,
+                source=TaskSource.COMMAND,
+                urgent=options["urgent"],
+                dispatch=not options["wait"],
+            )
+        except (TaskRefused, ValidationError) as exc:
+            raise CommandError(" ".join(getattr(exc, "messages", [str(exc)]))) from None
+        if options["wait"]:
+            task = self._run_or_wait(task, options["timeout"])
+        self._report(task, as_json=options["json"])
+
+    def _run_or_wait(self, task: Task, timeout: float) -> Task:
+        from tasks.services import task_dispatch
+
+        if task_dispatch(task=task, enqueue=False) == TaskStatus.QUEUED:
+            if run_task(task.pk) is None:  # someone claimed it first: hand it to the workers
+                task_dispatch(task=task)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task.refresh_from_db()
+            if task.status in FINISHED_STATUSES or task.status in PARKED:
+                return task
+            time.sleep(0.2)
+        raise CommandError(
+            f"Task #{task.pk} is still {task.get_status_display().lower()} after {timeout:.0f}s."
+        )
+
+    def _report(self, task: Task, *, as_json: bool) -> None:
+        outcome = {
+            "task": task.pk,
+            "employee": task.employee.handle,
+            "status": task.status,
+            "reason": task.status_reason,
+            "result": task.result,
+            "tokens": task.tokens_in + task.tokens_out,
+            "cost_usd": str(task.cost),
+        }
+        if as_json:
+            self.stdout.write(json.dumps(outcome, indent=2))
+            return
+        self.stdout.write(
+            f"Task #{task.pk} for @{task.employee.handle}: {task.get_status_display()}"
+        )
+        if task.status_reason:
+            self.stdout.write(f"  why: {task.status_reason}")
+        if task.result:
+            self.stdout.write(task.result)
+        self.stdout.write(f"  tokens {outcome['tokens']}, cost ${task.cost:.6f}")

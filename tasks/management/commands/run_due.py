@@ -1,0 +1,18 @@
+"""One batch pass for cron or systemd: due duties, runnable tasks, dead workers' leases."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from tasks.jobs import run_due
+
+
+class Command(BaseCommand):
+    help = "Materialise due duties, dispatch runnable tasks and reclaim expired leases (one pass)."
+
+    def handle(self, *args, **options) -> None:
+        counts = run_due()
+        self.stdout.write(
+            f"{counts['duty_tasks']} duty tasks created, {counts['dispatched']} tasks dispatched, "
+            f"{counts['reclaimed']} expired leases reclaimed."
+        )

@@ -1,0 +1,294 @@
+"""Every change of a task's state: creation, dispatch, claim, park, finish.
+
+Status changes are compare-and-swaps; a count other than 1 means someone else got there first.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from aiworkforce.audit import Actor, audit_log
+from employees.models import Employee, EmployeeStatus
+from tasks.models import (
+    FINISHED_STATUSES,
+    Run,
+    RunStatus,
+    Task,
+    TaskPriority,
+    TaskSource,
+    TaskStatus,
+)
+
+ACTING_STATUSES = {EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW}
+# Statuses from which a dispatch may (re)start work.
+DISPATCHABLE = {TaskStatus.QUEUED, TaskStatus.WAITING_HOURS, TaskStatus.PAUSED}
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class TaskRefused(Exception):
+    """A task that cannot be created, with a reason for the person or system that asked."""
+
+
+def task_create(
+    *,
+    employee: Employee,
+    title: str,
+    input: str,
+    source: str = TaskSource.MANUAL,
+    requested_by_user=None,
+    requested_by_employee: Employee | None = None,
+    urgent: bool = False,
+    priority: int = TaskPriority.NORMAL,
+    due_at: datetime | None = None,
+    parent: Task | None = None,
+    idempotency_key: str | None = None,
+    dispatch: bool = True,
+) -> tuple[Task, bool]:
+    """Create a task (or return the one with the same idempotency key) and dispatch it."""
+    if employee.status == EmployeeStatus.OFFBOARDED:
+        raise TaskRefused(f"{employee.name} has been offboarded and takes no new tasks.")
+    if employee.status == EmployeeStatus.DRAFT:
+        raise TaskRefused(f"{employee.name} is still a draft; activate or shadow it first.")
+    input = (input or "").strip()
+    if not input:
+        raise ValidationError("A task needs instructions.")
+    title = (title or "").strip()[:200] or input.splitlines()[0][:200]
+    if idempotency_key:
+        existing = Task.objects.filter(employee=employee, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing, False
+    task = Task(
+        employee=employee,
+        title=title,
+        input=input,
+        source=source,
+        requested_by_user=requested_by_user if getattr(requested_by_user, "pk", None) else None,
+        requested_by_employee=requested_by_employee,
+        urgent=urgent,
+        priority=priority,
+        due_at=due_at,
+        parent=parent,
+        idempotency_key=idempotency_key or None,
+    )
+    try:
+        with transaction.atomic():
+            task.save()
+            if requested_by_employee is not None:
+                actor = Actor.for_employee(requested_by_employee)
+            else:
+                actor = Actor.for_user(requested_by_user)
+            audit_log(
+                action="task.created",
+                actor=actor,
+                subject=task,
+                data={"employee": employee.handle, "source": source, "urgent": urgent},
+            )
+    except IntegrityError:
+        # A concurrent trigger with the same key won the race: theirs is the task.
+        existing = Task.objects.filter(employee=employee, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return existing, False
+    if dispatch:
+        task_dispatch(task=task)
+    return task, True
+
+
+def task_dispatch(*, task: Task, now: datetime | None = None, enqueue: bool = True) -> str:
+    """Queue a task for a worker when it may run now; otherwise record why it waits.
+
+    enqueue=False is for a caller that runs the task itself right away (`assign --wait`).
+    """
+    now = now or timezone.now()
+    employee = task.employee
+    if task.status not in DISPATCHABLE:
+        return task.status
+    if employee.status == EmployeeStatus.PAUSED:
+        return _set_waiting(task, TaskStatus.PAUSED, f"{employee.name} is paused.")
+    if employee.status not in ACTING_STATUSES:
+        return task.status
+    if task.due_at and task.due_at > now:
+        return _set_waiting(task, TaskStatus.QUEUED, f"Due at {task.due_at:%Y-%m-%d %H:%M %Z}.")
+    if not task.urgent and not employee.is_on_duty(now):
+        return _set_waiting(
+            task,
+            TaskStatus.WAITING_HOURS,
+            f"Outside {employee.name}'s working hours; waits for the next window.",
+        )
+    Task.objects.filter(pk=task.pk, status__in=DISPATCHABLE).update(
+        status=TaskStatus.QUEUED, status_reason="", updated_at=now
+    )
+    task.status = TaskStatus.QUEUED
+    if enqueue:
+        transaction.on_commit(lambda: enqueue_run(task.pk))
+    return TaskStatus.QUEUED
+
+
+def _set_waiting(task: Task, status: str, reason: str) -> str:
+    Task.objects.filter(pk=task.pk, status__in=DISPATCHABLE).update(
+        status=status, status_reason=reason[:500], updated_at=timezone.now()
+    )
+    task.status, task.status_reason = status, reason
+    return status
+
+
+def enqueue_run(task_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("tasks.jobs.run_task", task_id, task_name=f"task {task_id}", group="tasks")
+
+
+def task_claim(*, task_id: int, worker: str = WORKER_ID) -> Task | None:
+    """Take a queued task (or one whose worker's lease expired) for this worker, or None."""
+    now = timezone.now()
+    claimable = Q(status=TaskStatus.QUEUED, due_at__isnull=True) | Q(
+        status=TaskStatus.QUEUED, due_at__lte=now
+    )
+    claimable |= Q(status=TaskStatus.RUNNING, lease_expires_at__lt=now)
+    with transaction.atomic():
+        claimed = (
+            Task.objects.filter(claimable, pk=task_id).select_for_update(skip_locked=True).first()
+        )
+        if claimed is None:
+            return None
+        lost_worker = claimed.lease_owner if claimed.status == TaskStatus.RUNNING else ""
+        Task.objects.filter(pk=task_id).update(
+            status=TaskStatus.RUNNING,
+            status_reason="",
+            lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=settings.TASK_LEASE_SECONDS),
+            started_at=claimed.started_at or now,
+            updated_at=now,
+        )
+        if lost_worker:
+            Run.objects.filter(task_id=task_id, status=RunStatus.RUNNING).update(
+                status=RunStatus.LOST, finished_at=now, error=f"lease of {lost_worker} expired"
+            )
+        audit_log(
+            action="task.claimed",
+            actor=Actor.system(f"worker {worker}"),
+            subject=claimed,
+            data={"reclaimed_from": lost_worker} if lost_worker else {},
+        )
+    claimed.refresh_from_db()
+    return claimed
+
+
+def task_renew_lease(*, task: Task, worker: str = WORKER_ID) -> bool:
+    """Extend this worker's lease; False means the task is no longer ours."""
+    return bool(
+        Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, lease_owner=worker).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS)
+        )
+    )
+
+
+def task_release(
+    *, task: Task, status: str, reason: str = "", result: str | None = None, worker: str = WORKER_ID
+) -> bool:
+    """Leave the running state (parked or finished) if this worker still holds the task."""
+    now = timezone.now()
+    fields = {
+        "status": status,
+        "status_reason": reason[:500],
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if result is not None:
+        fields["result"] = result
+    if status in FINISHED_STATUSES:
+        fields["finished_at"] = now
+    changed = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, lease_owner=worker).update(
+        **fields
+    )
+    if changed:
+        task.status, task.status_reason = status, reason
+        audit_log(
+            action=f"task.{_RELEASE_VERBS.get(status, 'parked')}",
+            actor=Actor.for_employee(task.employee),
+            subject=task,
+            data={"status": status, "reason": reason[:500]},
+        )
+    return bool(changed)
+
+
+_RELEASE_VERBS = {
+    TaskStatus.DONE: "completed",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELLED: "cancelled",
+}
+
+
+def task_resume(*, task: Task, from_statuses: set[str], actor: Actor, reason: str) -> bool:
+    """Put a parked task back in the queue (after a decision, an answer or a raise)."""
+    changed = Task.objects.filter(pk=task.pk, status__in=from_statuses).update(
+        status=TaskStatus.QUEUED, status_reason="", updated_at=timezone.now()
+    )
+    if not changed:
+        return False
+    task.refresh_from_db()
+    audit_log(action="task.resumed", actor=actor, subject=task, data={"reason": reason})
+    task_dispatch(task=task)
+    return True
+
+
+def task_cancel(*, task: Task, actor: Actor, reason: str) -> bool:
+    """Stop a task that has not finished; its history stays."""
+    now = timezone.now()
+    changed = (
+        Task.objects.filter(pk=task.pk)
+        .exclude(status__in=FINISHED_STATUSES)
+        .update(
+            status=TaskStatus.CANCELLED,
+            status_reason=reason[:500],
+            lease_owner="",
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    if changed:
+        audit_log(action="task.cancelled", actor=actor, subject=task, data={"reason": reason})
+    return bool(changed)
+
+
+def tasks_reclaim_expired(*, now: datetime | None = None) -> int:
+    """Requeue running tasks whose worker's lease ran out (a worker died)."""
+    now = now or timezone.now()
+    count = 0
+    for task_id in Task.objects.filter(
+        status=TaskStatus.RUNNING, lease_expires_at__lt=now
+    ).values_list("pk", flat=True):
+        transaction.on_commit(lambda task_id=task_id: enqueue_run(task_id))
+        count += 1
+    return count
+
+
+def tasks_dispatch_waiting(*, now: datetime | None = None) -> int:
+    """Dispatch queued and waiting tasks whose time has come (working hours, due times)."""
+    now = now or timezone.now()
+    count = 0
+    waiting = (
+        Task.objects.filter(
+            status__in=[TaskStatus.QUEUED, TaskStatus.WAITING_HOURS, TaskStatus.PAUSED],
+            employee__status__in=ACTING_STATUSES,
+        )
+        .filter(Q(due_at__isnull=True) | Q(due_at__lte=now))
+        .select_related("employee")
+        .prefetch_related("employee__working_windows")
+    )
+    for task in waiting:
+        if task_dispatch(task=task, now=now) == TaskStatus.QUEUED:
+            count += 1
+    return count

@@ -51,11 +51,10 @@ def approval_request_create(
 
 def budget_raise_request_create(*, task: Task, refusal) -> ApprovalRequest:
     """Ask a person to raise the budget that stopped a model call."""
-    current = Decimal(refusal.current) if refusal.scope != "turn" else Decimal(refusal.current)
-    needed = Decimal(refusal.needed)
-    requested = max(needed, current * 2).quantize(
-        Decimal("0.01") if refusal.scope != "turn" else Decimal("1")
-    )
+    current, needed = Decimal(refusal.current), Decimal(refusal.needed)
+    # Enough for this call and then some, so one approval is not at once followed by another.
+    step = Decimal("1") if refusal.scope == "turn" else Decimal("0.01")
+    requested = max(needed, current * 2).quantize(step)
     approval = ApprovalRequest.objects.create(
         task=task,
         employee=task.employee,

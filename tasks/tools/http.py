@@ -39,7 +39,7 @@ def execute(context: ToolContext, arguments: dict) -> dict:
         settings.HTTP_TOOL_MAX_BYTES,
     )
     body = arguments.get("body")
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - scheme checked in check_scope
         arguments["url"],
         data=body.encode() if body is not None else None,
         method=arguments["method"],

@@ -64,9 +64,9 @@ class Command(BaseCommand):
     def _run_or_wait(self, task: Task, timeout: float) -> Task:
         from tasks.services import task_dispatch
 
-        if task_dispatch(task=task, enqueue=False) == TaskStatus.QUEUED:
-            if run_task(task.pk) is None:  # someone claimed it first: hand it to the workers
-                task_dispatch(task=task)
+        queued = task_dispatch(task=task, enqueue=False) == TaskStatus.QUEUED
+        if queued and run_task(task.pk) is None:  # someone claimed it first: leave it to them
+            task_dispatch(task=task)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             task.refresh_from_db()

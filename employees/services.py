@@ -131,10 +131,17 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
             f"{employee.name} was changed by someone else meanwhile (now "
             f"{employee.get_status_display().lower()}); reload and try again."
         )
-    if to == EmployeeStatus.OFFBOARDED:
-        # Offboarding stops every schedule; tasks and history are kept.
-        employee.duties.filter(enabled=True).update(enabled=False)
     employee.refresh_from_db()
+    from tasks import services as task_services
+
+    if to == EmployeeStatus.OFFBOARDED:
+        # Offboarding stops every schedule, revokes webhook credentials and ends open work;
+        # the history is kept.
+        employee.duties.filter(enabled=True).update(enabled=False)
+        employee.webhooks.filter(enabled=True).update(enabled=False)
+        task_services.tasks_cancel_for_employee(employee=employee, actor=actor, reason="Offboarded.")
+    elif to in (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW):
+        task_services.tasks_dispatch_waiting(employee=employee)
     audit_log(
         action=f"employee.{_TRANSITION_VERBS[to]}",
         actor=actor,

@@ -275,16 +275,29 @@ def tasks_reclaim_expired(*, now: datetime | None = None) -> int:
     return count
 
 
-def tasks_dispatch_waiting(*, now: datetime | None = None) -> int:
+def tasks_cancel_for_employee(*, employee: Employee, actor: Actor, reason: str) -> int:
+    """Cancel every unfinished task of an employee (used when it is offboarded)."""
+    count = 0
+    for task in Task.objects.filter(employee=employee).exclude(status__in=FINISHED_STATUSES):
+        count += task_cancel(task=task, actor=actor, reason=reason)
+    return count
+
+
+def tasks_dispatch_waiting(*, now: datetime | None = None, employee: Employee | None = None) -> int:
     """Dispatch queued and waiting tasks whose time has come (working hours, due times)."""
     now = now or timezone.now()
     count = 0
+    # Queued tasks normally have a job in the broker already; only those left queued for a
+    # minute (a due time that passed, a lost job) are dispatched again.
+    waiting = Task.objects.filter(
+        Q(status__in=[TaskStatus.WAITING_HOURS, TaskStatus.PAUSED])
+        | Q(status=TaskStatus.QUEUED, updated_at__lt=now - timedelta(seconds=60)),
+        employee__status__in=ACTING_STATUSES,
+    )
+    if employee is not None:
+        waiting = waiting.filter(employee=employee)
     waiting = (
-        Task.objects.filter(
-            status__in=[TaskStatus.QUEUED, TaskStatus.WAITING_HOURS, TaskStatus.PAUSED],
-            employee__status__in=ACTING_STATUSES,
-        )
-        .filter(Q(due_at__isnull=True) | Q(due_at__lte=now))
+        waiting.filter(Q(due_at__isnull=True) | Q(due_at__lte=now))
         .select_related("employee")
         .prefetch_related("employee__working_windows")
     )

@@ -1,0 +1,195 @@
+"""With real django-q2 worker clusters: crash recovery, and budgets under parallel runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+
+from employees.models import ToolPolicy
+from tasks.loop import run_task
+from tasks.models import DailySpend, OutboxEmail, OutboxStatus, RunStatus, Task, TaskStatus
+from tasks.services import task_create
+from tests.aiworkforce.helpers import BASE_DIR, clean_env
+from tests.conftest import EmployeeFactory, ToolGrantFactory
+from tests.fakes.openai_server import delay, dynamic, reply
+from tests.fakes.smtp_server import FakeSMTPServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _test_database_url() -> str:
+    params = connection.get_connection_params()
+    host = urllib.parse.quote(params["host"], safe="")
+    port = f":{params['port']}" if params.get("port") else ""
+    user = urllib.parse.quote(params.get("user") or "")
+    password = urllib.parse.quote(params.get("password") or "")
+    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
+
+
+class Cluster:
+    """`manage.py qcluster` in its own process group, as an operator runs it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def wait_for(self, condition, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"cluster exited during {what}:\n{''.join(self.output)}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-40:])}")
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def smtp():
+    with FakeSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def worker_env(model_server, smtp):
+    return clean_env(
+        DATABASE_URL=_test_database_url(),
+        OPENAI_API_KEY="sk-test-not-a-real-key",
+        OPENAI_BASE_URL=model_server.base_url,
+        LLM_MAX_RETRIES="0",
+        TASK_LEASE_SECONDS="2",
+        Q_WORKERS="2",
+        Q_TIMEOUT="20",
+        Q_RETRY="30",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp.port),
+    )
+
+
+def _wait(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
+    model_server, smtp, worker_env
+):
+    employee = EmployeeFactory(handle="mailer")
+    ToolGrantFactory(
+        employee=employee,
+        tool_name="send_email",
+        scope={"allowed_domains": ["example.com"]},
+        policy=ToolPolicy.AUTO,
+    )
+    email_call = reply(
+        tool_calls=[
+            ("send_email", {"to": ["ops@example.com"], "subject": "Report", "body": "All good."})
+        ]
+    )
+    # The second model call hangs, so the worker is mid-task when it is killed.
+    model_server.enqueue(email_call, delay(60, reply("never seen")))
+
+    first = Cluster(worker_env)
+    try:
+        task, _ = task_create(employee=employee, title="", input="Send the report", urgent=True)
+        _wait(lambda: model_server.calls == 2, "the second model call")
+        _wait(lambda: len(smtp.received) == 1, "the email delivery")
+    finally:
+        first.kill()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.RUNNING  # what a dead worker leaves behind
+
+    model_server.reset()
+    model_server.enqueue(reply("Report sent."))
+    second = Cluster(worker_env)
+    try:
+        time.sleep(2.2)  # the dead worker's lease (TASK_LEASE_SECONDS=2) runs out
+        call_command("run_due")
+        _wait(lambda: Task.objects.get(pk=task.pk).status == TaskStatus.DONE, "the task to finish")
+    finally:
+        second.stop()
+
+    task.refresh_from_db()
+    assert task.result == "Report sent."
+    assert len(smtp.received) == 1
+    assert smtp.received[0].recipients == ["ops@example.com"]
+    assert OutboxEmail.objects.get().status == OutboxStatus.SENT
+    assert model_server.calls == 1  # the recorded email step was not asked for again
+    assert list(task.runs.order_by("number").values_list("status", flat=True)) == [
+        RunStatus.LOST,
+        RunStatus.FINISHED,
+    ]
+
+
+def test_parallel_runs_of_one_employee_never_jointly_pass_the_day_ceiling(model_server, settings):
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    employee = EmployeeFactory(
+        handle="spender",
+        max_cost_per_day=Decimal("2.00"),
+        max_cost_per_task=Decimal("100"),
+        max_tokens_per_turn=1500,
+    )
+    # Each call reserves $1.50 up front; two at once would need $3.00 of a $2.00 day.
+    model_server.enqueue(
+        dynamic(lambda body: delay(0.5, reply("done", prompt_tokens=400, completion_tokens=100)))
+    )
+    tasks = [
+        task_create(employee=employee, title="", input=f"job {n}", urgent=True)[0] for n in range(2)
+    ]
+    outcomes: dict[int, str | None] = {}
+
+    def work(task_id: int) -> None:
+        try:
+            outcomes[task_id] = run_task(task_id)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(task.pk,)) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes.values()) == sorted([TaskStatus.DONE, TaskStatus.BUDGET_EXHAUSTED])
+    spend = DailySpend.objects.get(employee=employee)
+    assert spend.spent == Decimal("0.5") and spend.reserved == 0
+    assert model_server.calls == 1

@@ -39,7 +39,7 @@ EMPLOYEES = [
                     "tool": {
                         "name": "send_email",
                         "arguments": {
-                            "to": ["customer@example.com"],
+                            "to": ["{first_email}"],
                             "subject": "We have your request",
                             "body": "Thanks for writing in. We are on it and will reply within one business hour.",
                         },
@@ -85,7 +85,7 @@ EMPLOYEES = [
                     "tool": {
                         "name": "send_email",
                         "arguments": {
-                            "to": ["customer@example.com"],
+                            "to": ["{first_email}"],
                             "subject": "Did our answer help?",
                             "body": "Hi! Last week we resolved your request. Did it work for you? Just reply to this email.",
                         },
@@ -118,12 +118,12 @@ EMPLOYEES = [
             "escalation_rules": "Escalate any failed health check, with the response as evidence.",
             "sop": [
                 {
-                    "text": "Check the status endpoint.",
+                    "text": "Check the health endpoint named in the task.",
                     "tool": {
                         "name": "http_request",
                         "arguments": {
                             "method": "GET",
-                            "url": "http://localhost:8000/accounts/login/",
+                            "url": "{first_url}",
                         },
                     },
                 },
@@ -134,7 +134,7 @@ EMPLOYEES = [
             (
                 "http_request",
                 {
-                    "allowed_hosts": ["localhost:8000"],
+                    "allowed_hosts": ["localhost", "127.0.0.1"],
                     "allowed_methods": ["GET"],
                     "timeout_seconds": 5,
                 },
@@ -174,7 +174,7 @@ EMPLOYEES = [
                     "tool": {
                         "name": "escalate_to_human",
                         "arguments": {
-                            "summary": "Access request needs a decision.",
+                            "summary": "Access request needs a decision: {input}",
                             "options": ["Grant read-only access", "Grant full access", "Refuse"],
                             "recommendation": "Grant read-only access",
                         },
@@ -232,4 +232,51 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
             )
         services.employee_transition(employee=employee, to=spec["status"], actor=actor)
         created["employees"] += 1
+    return created
+
+
+DEMO_TASKS = [
+    (
+        "rex-it-ops",
+        "demo:health-check",
+        "Morning health check",
+        "Check that the web app answers: {base_url}healthz",
+    ),
+    (
+        "ava-support",
+        "demo:password-reset",
+        "Password reset question",
+        "From: jane@example.com\nSubject: Can't log in\n\nHi, how do I reset my password? Thanks, Jane",
+    ),
+    (
+        "nia-access",
+        "demo:billing-access",
+        "Access to billing",
+        "Bob Smith (bob@example.com) asks for admin access to the billing system to fix an invoice.",
+    ),
+]
+
+
+def load_demo_tasks(*, base_url: str) -> int:
+    """Give the demo employees one piece of work each (once): a finish, an approval, an escalation."""
+    from tasks.models import TaskSource
+    from tasks.services import TaskRefused, task_create
+
+    created = 0
+    for handle, key, title, text in DEMO_TASKS:
+        employee = Employee.objects.filter(handle=handle).first()
+        if employee is None:
+            continue
+        try:
+            _, was_created = task_create(
+                employee=employee,
+                title=title,
+                input=text.format(base_url=base_url),
+                source=TaskSource.MANUAL,
+                urgent=True,
+                idempotency_key=key,
+            )
+        except TaskRefused:
+            continue
+        created += was_created
     return created

@@ -139,7 +139,9 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
         # the history is kept.
         employee.duties.filter(enabled=True).update(enabled=False)
         employee.webhooks.filter(enabled=True).update(enabled=False)
-        task_services.tasks_cancel_for_employee(employee=employee, actor=actor, reason="Offboarded.")
+        task_services.tasks_cancel_for_employee(
+            employee=employee, actor=actor, reason="Offboarded."
+        )
     elif to in (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW):
         task_services.tasks_dispatch_waiting(employee=employee)
     audit_log(

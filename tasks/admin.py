@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
-from tasks.models import Run, Step, Task
+from aiworkforce.audit import Actor
+from tasks import services
+from tasks.models import DailySpend, OutboxEmail, Run, Step, Task, TaskSource
 
 
 class RunInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -13,6 +19,24 @@ class RunInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     fields = ["number", "status", "worker", "started_at", "finished_at", "error"]
     readonly_fields = fields
+
+
+class AssignTaskForm(forms.ModelForm):
+    """What a manager fills in to assign work; everything else is set by the service."""
+
+    class Meta:
+        model = Task
+        fields = ["employee", "title", "input", "urgent", "priority", "due_at"]
+        labels = {"input": "Instructions"}
+
+    def clean(self):
+        cleaned = super().clean()
+        employee = cleaned.get("employee")
+        if employee is not None and employee.status in ("draft", "offboarded"):
+            raise ValidationError(
+                f"{employee.name} is {employee.get_status_display().lower()} and cannot take tasks."
+            )
+        return cleaned
 
 
 @admin.register(Task)
@@ -31,14 +55,18 @@ class TaskAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "priority", "urgent"]
     search_fields = ["title", "input", "employee__handle", "idempotency_key"]
     list_select_related = ["employee"]
-    raw_id_fields = ["employee", "parent", "requested_by_user", "requested_by_employee"]
+    raw_id_fields = ["parent", "requested_by_user", "requested_by_employee"]
+    autocomplete_fields = ["employee"]
     readonly_fields = [
+        "trace_link",
         "status",
         "status_reason",
         "result",
         "tokens_in",
         "tokens_out",
         "cost",
+        "reserved_cost",
+        "budget_overrides",
         "lease_owner",
         "lease_expires_at",
         "created_at",
@@ -52,13 +80,81 @@ class TaskAdmin(admin.ModelAdmin):
         "requested_by_employee",
     ]
     inlines = [RunInline]
+    actions = ["cancel"]
 
-    # Tasks are created by triggers and the loop; assigning from here comes with the agent loop.
-    def has_add_permission(self, request) -> bool:
-        return False
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = AssignTaskForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return AssignTaskForm.Meta.fields
+        return [
+            "trace_link",
+            "employee",
+            "title",
+            "input",
+            "urgent",
+            "priority",
+            "due_at",
+            *[f for f in self.readonly_fields if f != "trace_link"],
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # An existing task's instructions are history: only its schedule may change here.
+        return [*self.readonly_fields, "employee", "title", "input"]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def save_model(self, request, obj: Task, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        try:
+            task, _ = services.task_create(
+                employee=form.cleaned_data["employee"],
+                title=form.cleaned_data["title"],
+                input=form.cleaned_data["input"],
+                source=TaskSource.MANUAL,
+                requested_by_user=request.user,
+                urgent=form.cleaned_data["urgent"],
+                priority=form.cleaned_data["priority"],
+                due_at=form.cleaned_data["due_at"],
+            )
+        except services.TaskRefused as exc:
+            raise ValidationError(str(exc)) from None
+        obj.pk = task.pk
+        obj.__dict__.update({k: v for k, v in task.__dict__.items() if not k.startswith("_")})
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(
+            request, f"Assigned task #{obj.pk} to {obj.employee.name}: {obj.get_status_display()}."
+        )
+        return super().response_add(request, obj, post_url_continue)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Live trace")
+    def trace_link(self, task: Task):
+        return format_html(
+            '<a href="{}">Open the task page</a>', reverse("tasks:detail", args=[task.pk])
+        )
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel(self, request, queryset) -> None:
+        actor = Actor.for_user(request.user)
+        cancelled = sum(
+            services.task_cancel(task=t, actor=actor, reason=f"Cancelled by {request.user}")
+            for t in queryset
+        )
+        self.message_user(
+            request, f"Cancelled {cancelled} task{'s' if cancelled != 1 else ''}.", messages.SUCCESS
+        )
 
 
 @admin.register(Run)
@@ -85,3 +181,18 @@ class StepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["kind"]
     list_select_related = ["task"]
     raw_id_fields = ["task", "run"]
+
+
+@admin.register(DailySpend)
+class DailySpendAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["employee", "day", "spent", "reserved", "limit_override"]
+    list_select_related = ["employee"]
+    date_hierarchy = "day"
+
+
+@admin.register(OutboxEmail)
+class OutboxEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "subject", "task", "status", "attempts", "created_at", "sent_at"]
+    list_filter = ["status"]
+    list_select_related = ["task"]
+    search_fields = ["subject", "message_id"]

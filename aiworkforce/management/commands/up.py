@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from employees.demo import load_demo_workforce
+from employees.demo import load_demo_tasks, load_demo_workforce
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10
@@ -76,7 +76,7 @@ class Command(BaseCommand):
             created = load_demo_workforce(owner=owner)
             if any(created.values()):
                 self._say(f"Loaded the demo workforce ({created['employees']} employees)")
-        self._run_processes(host, port, login, started)
+        self._run_processes(host, port, login, started, demo=not no_demo)
 
     def _say(self, message: str) -> None:
         self.stdout.write(f"==> {message}")
@@ -111,7 +111,7 @@ class Command(BaseCommand):
             return DEV_USERNAME, "(changed since it was created; not shown)"
         return DEV_USERNAME, password
 
-    def _run_processes(self, host: str, port: int, login, started: float) -> None:
+    def _run_processes(self, host: str, port: int, login, started: float, *, demo: bool) -> None:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # Children get their own process group so that our handler, not the terminal, decides
@@ -134,6 +134,9 @@ class Command(BaseCommand):
 
         if _wait_for_port(host, port, web, timeout=30):
             url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"  # noqa: S104
+            # Only now, so the health-check demo task finds the server answering.
+            if demo and load_demo_tasks(base_url=url):
+                self._say("Gave the demo employees their first tasks: see the Tasks page")
             self.stdout.write("")
             self._say(f"AI Workforce is ready in {time.monotonic() - started:.1f}s at {url}")
             if login:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks.loop import run_task
-from tasks.models import Step, StepKind, Task
+from tasks.models import Step, Task
+from tasks.trace import describe_step
 
 
 class Command(BaseCommand):
@@ -39,25 +38,8 @@ class Command(BaseCommand):
         self.stdout.write(f"   tokens {task.tokens_in + task.tokens_out}, cost ${task.cost:.6f}")
 
     def _print_step(self, step: Step) -> None:
-        self.stdout.write(f"  [{step.seq}] {describe_step(step)}")
+        numbers = ""
+        if step.tokens_in or step.tokens_out:
+            numbers = f" — {step.tokens_in}+{step.tokens_out} tokens, ${step.cost:.6f}, {step.latency_ms} ms"
+        self.stdout.write(f"  [{step.seq}] {describe_step(step)}{numbers}")
         self.stdout.flush()
-
-
-def describe_step(step: Step) -> str:
-    payload = step.payload
-    if step.kind == StepKind.LLM_CALL:
-        message = payload["message"]
-        calls = ", ".join(c["function"]["name"] for c in message.get("tool_calls", []))
-        what = f"asks for {calls}" if calls else "answers"
-        model = "offline engine" if payload.get("offline") else payload.get("model")
-        return f"model call ({model}) {what} — {step.tokens_in}+{step.tokens_out} tokens, ${step.cost:.6f}, {step.latency_ms} ms"
-    if step.kind == StepKind.TOOL_CALL:
-        summary = payload["result"].get("summary") or payload["result"].get("error") or ""
-        return f"{payload['name']} {payload['status']}: {summary}"[:300]
-    if step.kind == StepKind.APPROVAL_WAIT:
-        return f"waits for approval #{payload['approval_id']}"
-    if step.kind == StepKind.ESCALATION:
-        return f"escalates: {payload.get('summary', '')}"
-    if step.kind == StepKind.FINAL:
-        return f"final answer: {payload['result'][:200]}"
-    return f"{step.get_kind_display()}: {json.dumps(payload)[:200]}"

@@ -1,0 +1,35 @@
+"""Describing steps for people: on the task page and in `run_task`'s output."""
+
+from __future__ import annotations
+
+import json
+
+from tasks.models import Step, StepKind
+
+
+def describe_step(step: Step) -> str:
+    payload = step.payload
+    if step.kind == StepKind.LLM_CALL:
+        message = payload["message"]
+        calls = ", ".join(c["function"]["name"] for c in message.get("tool_calls", []))
+        what = f"asks for {calls}" if calls else "answers"
+        model = "offline engine" if payload.get("offline") else payload.get("model")
+        return f"Model call ({model}) {what}"
+    if step.kind == StepKind.TOOL_CALL:
+        result = payload.get("result") or {}
+        summary = result.get("summary") or result.get("error") or ""
+        status = {"started": "started", "ok": "done"}.get(payload["status"], payload["status"])
+        return f"{payload['name']} {status}{': ' + summary if summary else ''}"[:400]
+    if step.kind == StepKind.APPROVAL_WAIT:
+        if "budget" in payload:
+            return f"Waits for a budget raise: {payload.get('message', '')}"
+        return f"Waits for approval of {payload.get('name')} (request #{payload['approval_id']})"
+    if step.kind == StepKind.ESCALATION:
+        return f"Escalates to a person: {payload.get('summary', '')}"
+    if step.kind == StepKind.FINAL:
+        return "Final answer"
+    if step.kind == StepKind.NOTE:
+        return (payload.get("message") or {}).get("content", "Note")[:400]
+    if step.kind == StepKind.ERROR:
+        return f"Error: {payload.get('error', '')}"[:400]
+    return json.dumps(payload)[:200]

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from tasks import views
+
+app_name = "tasks"
+urlpatterns = [
+    path("", views.task_list, name="list"),
+    path("<int:pk>/", views.task_detail, name="detail"),
+]

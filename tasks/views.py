@@ -1,0 +1,50 @@
+"""Pages about work: the task list and the live trace of one task."""
+
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from aiworkforce.http import HtmxHttpRequest
+from approvals.models import ApprovalRequest, Escalation
+from tasks.models import FINISHED_STATUSES, TaskStatus
+from tasks.selectors import task_for_user, tasks_visible_to
+from tasks.trace import describe_step
+
+
+@require_GET
+def task_list(request: HtmxHttpRequest) -> HttpResponse:
+    """Recent tasks of the person's teams, filterable by status."""
+    status = request.GET.get("status", "")
+    tasks = tasks_visible_to(request.user).order_by("-created_at")
+    if status in TaskStatus.values:
+        tasks = tasks.filter(status=status)
+    page = Paginator(tasks, 50).get_page(request.GET.get("page"))
+    template = "tasks/task_list.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#task-rows"
+    return render(
+        request,
+        template,
+        {"page": page, "status": status, "statuses": TaskStatus.choices},
+    )
+
+
+@require_GET
+def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """One task's trace; while it is not finished the trace refreshes itself."""
+    task = task_for_user(request.user, pk)
+    steps = [{"step": step, "text": describe_step(step)} for step in task.steps.order_by("seq")]
+    context = {
+        "task": task,
+        "steps": steps,
+        "live": task.status not in FINISHED_STATUSES,
+        "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
+        "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),
+    }
+    template = "tasks/task_detail.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#trace"
+    return render(request, template, context)

@@ -19,8 +19,11 @@ GENESIS_HASH = "0" * 64
 _AUDIT_CHAIN_LOCK = 7_100_200_300
 
 _ACTION_RE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+# Whole words inside a key name: "api_key" and "access_token" match, "tokens_in" does not.
 _SECRET_KEY_RE = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|credential|authorization)", re.I
+    r"(^|[_-])(pass(word)?|passwd|secret|token|api[_-]?key|credentials?|authorization|signature)"
+    r"($|[_-])",
+    re.I,
 )
 
 

@@ -74,6 +74,8 @@ if not DEBUG:
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "aiworkforce.urls"
+# Flash messages stay on the server: one shows a new webhook secret once.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 WSGI_APPLICATION = "aiworkforce.wsgi.application"
 
 TEMPLATES = [
@@ -226,6 +228,8 @@ LOOP_BREAKER_ERRORS = env_int("LOOP_BREAKER_ERRORS", 3, minimum=2)  # consecutiv
 TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 300, minimum=1)
 HTTP_TOOL_MAX_BYTES = env_int("HTTP_TOOL_MAX_BYTES", 100_000, minimum=1)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
+# Django refuses bodies over this before our webhook view can answer 413 with a clear message.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BYTES + 1024)
 APPROVAL_DEADLINE_HOURS = env_int("APPROVAL_DEADLINE_HOURS", 24, minimum=1)
 # Key for secrets stored in the database (webhook secrets); derived from SECRET_KEY when unset.
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")

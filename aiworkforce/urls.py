@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from aiworkforce.views import healthz
+
 admin.site.site_header = "AI Workforce back office"
 admin.site.site_title = "AI Workforce"
 admin.site.index_title = "Run the workforce"
@@ -13,7 +15,10 @@ admin.site.login = login_required(admin.site.login)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="employees:directory", permanent=False)),
+    path("healthz", healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("employees/", include("employees.urls")),
+    path("hooks/", include("tasks.webhook_urls")),
+    path("tasks/", include("tasks.urls")),
 ]

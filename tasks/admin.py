@@ -10,7 +10,10 @@ from django.utils.html import format_html
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
-from tasks import services
+from tasks import (
+    admin_webhooks,  # noqa: F401 - registers the webhook admins
+    services,
+)
 from tasks.models import DailySpend, OutboxEmail, Run, Step, Task, TaskSource
 
 

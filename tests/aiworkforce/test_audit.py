@@ -112,3 +112,22 @@ def test_secrets_are_redacted_before_they_reach_the_trail():
 def test_action_names_must_be_namespaced():
     with pytest.raises(ValueError, match="namespaced"):
         audit_log(action="created", actor=Actor.system())
+
+
+def test_redaction_matches_secret_words_not_lookalikes():
+    from aiworkforce.audit import redact
+
+    data = {
+        "access_token": "t",
+        "API-Key": "k",
+        "tokens_in": 5,
+        "max_tokens_per_turn": 9,
+        "signature": "s",
+    }
+    assert redact(data) == {
+        "access_token": "[redacted]",
+        "API-Key": "[redacted]",
+        "tokens_in": 5,
+        "max_tokens_per_turn": 9,
+        "signature": "[redacted]",
+    }

@@ -54,3 +54,15 @@ def test_check_deploy_is_clean_with_production_values():
 def test_check_deploy_complains_in_development_mode():
     result = manage("check", "--deploy", env={"DEBUG": "true"})
     assert "security.W018" in result.stderr  # DEBUG on
+
+
+def test_field_encryption_key_can_rotate_without_losing_secrets(settings):
+    from cryptography.fernet import Fernet
+
+    from aiworkforce.secrets import decrypt_secret, encrypt_secret
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = old
+    stored = encrypt_secret("whsec_abc")
+    settings.FIELD_ENCRYPTION_KEY = f"{new},{old}"
+    assert decrypt_secret(stored) == "whsec_abc"

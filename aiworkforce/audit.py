@@ -77,11 +77,17 @@ def audit_log(
         )
     # Round-trip through JSON so the hash is computed over exactly what the database returns.
     clean_data = json.loads(json.dumps(redact(data or {}), cls=DjangoJSONEncoder))
-    with transaction.atomic():
-        # Serialise writers: each entry must see its predecessor's hash.
+    # No savepoint: inside a caller's transaction the entry commits or rolls back with it.
+    # The chain lock is held until that commit, so callers write audit entries last.
+    with transaction.atomic(savepoint=False):
+        # Serialise writers: each entry must see its predecessor's hash (one round trip).
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_AUDIT_CHAIN_LOCK])
-        last = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first()
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s), "
+                "(SELECT hash FROM aiworkforce_auditentry ORDER BY id DESC LIMIT 1)",
+                [_AUDIT_CHAIN_LOCK],
+            )
+            last = cursor.fetchone()[1]
         entry = AuditEntry(
             created_at=timezone.now(),
             action=action,

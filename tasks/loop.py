@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
@@ -42,6 +41,9 @@ class LoopState:
     worker: str
     grants: dict[str, ToolGrant]
     on_step: StepCallback | None
+    # The task's steps, read once when the run starts and appended to as they are recorded.
+    steps: list[Step] = field(default_factory=list)
+    outcome: str = TaskStatus.RUNNING
     next_seq: int = 1
     # The loop breaker counts only what happened since a person last said "continue".
     reset_seq: int = 0
@@ -54,15 +56,23 @@ def run_task(
     task = services.task_claim(task_id=task_id, worker=worker)
     if task is None:
         return None
-    number = (Run.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0) + 1
+    number = Run.objects.filter(task=task).count() + 1
     run = Run.objects.create(task=task, number=number, worker=worker)
     grants = {
         grant.tool_name: grant
         for grant in ToolGrant.objects.filter(employee=task.employee_id)
         if grant.policy != ToolPolicy.NEVER
     }
-    state = LoopState(task=task, run=run, worker=worker, grants=grants, on_step=on_step)
+    state = LoopState(
+        task=task,
+        run=run,
+        worker=worker,
+        grants=grants,
+        on_step=on_step,
+        steps=list(Step.objects.filter(task=task).order_by("seq")),
+    )
     try:
+        _check_employee(state)
         _loop(state)
     except Parked:
         pass
@@ -79,12 +89,11 @@ def run_task(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
         )
         return TaskStatus.FAILED
-    task.refresh_from_db(fields=["status"])
-    finished = task.status in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
+    finished = state.outcome in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.FINISHED if finished else RunStatus.PARKED, finished_at=timezone.now()
     )
-    return task.status
+    return state.outcome
 
 
 def _loop(state: LoopState) -> None:
@@ -92,13 +101,10 @@ def _loop(state: LoopState) -> None:
     provider = provider_for(task)
     tool_names = [name for name in state.grants if _tool_or_none(name)]
     tools = [get_tool(name).schema_for_model() for name in tool_names]
+    tools_chars = len(json.dumps(tools))
     system = system_prompt(task, tool_names)
     while True:
-        if not services.task_renew_lease(task=task, worker=state.worker):
-            raise Parked  # another worker reclaimed it; stop without writing
-        _check_employee(state)
-        steps = list(Step.objects.filter(task=task).order_by("seq"))
-        transcript = rebuild(task, steps, system)
+        transcript = rebuild(task, state.steps, system)
         state.next_seq = transcript.next_seq
         state.reset_seq = transcript.reset_seq
         if transcript.open_escalation is not None:
@@ -112,7 +118,7 @@ def _loop(state: LoopState) -> None:
             _escalate_loop(
                 state, f"It used its {settings.MAX_STEPS_PER_TASK} model calls without finishing."
             )
-        completion = _call_model(state, provider, transcript.messages, tools)
+        completion = _call_model(state, provider, transcript.messages, tools, tools_chars)
         if not completion.tool_calls:
             _finish(state, completion.content or "", offline=completion.offline)
             return
@@ -125,24 +131,22 @@ def _tool_or_none(name: str):
         return None
 
 
-def _check_employee(state: LoopState) -> None:
+def _check_employee(state: LoopState, status: str | None = None) -> None:
     """Paused employees take no new step; offboarded ones stop for good."""
-    status = (
-        type(state.task.employee)
-        .objects.values_list("status", flat=True)
-        .get(pk=state.task.employee_id)
-    )
-    state.task.employee.status = status
+    employee = state.task.employee
+    status = status or employee.status
+    employee.status = status
     if status == EmployeeStatus.PAUSED:
-        _park(state, TaskStatus.PAUSED, f"{state.task.employee.name} was paused.")
+        _park(state, TaskStatus.PAUSED, f"{employee.name} was paused.")
     if status in (EmployeeStatus.OFFBOARDED, EmployeeStatus.DRAFT):
-        _park(state, TaskStatus.CANCELLED, f"{state.task.employee.name} is {status}.")
+        _park(state, TaskStatus.CANCELLED, f"{employee.name} is {status}.")
 
 
 def _record(state: LoopState, kind: str, payload: dict, **numbers) -> Step:
     step = Step.objects.create(
         task=state.task, run=state.run, seq=state.next_seq, kind=kind, payload=payload, **numbers
     )
+    state.steps.append(step)
     state.next_seq += 1
     if state.on_step:
         state.on_step(step)
@@ -151,15 +155,22 @@ def _record(state: LoopState, kind: str, payload: dict, **numbers) -> Step:
 
 def _park(state: LoopState, status: str, reason: str) -> None:
     services.task_release(task=state.task, status=status, reason=reason, worker=state.worker)
+    state.outcome = status
     raise Parked
 
 
-def _call_model(state: LoopState, provider, messages: list[dict], tools: list[dict]):
+def _call_model(
+    state: LoopState, provider, messages: list[dict], tools: list[dict], tools_chars: int
+):
     task = state.task
-    prompt_tokens = estimate_tokens(messages, tools)
+    prompt_tokens = estimate_tokens(messages, tools_chars)
     reservation = budget.budget_reserve(
-        task=task, model=provider.model, prompt_tokens=prompt_tokens
+        task=task, model=provider.model, prompt_tokens=prompt_tokens, worker=state.worker
     )
+    if isinstance(reservation, budget.NotOurs):
+        if reservation.employee_status is None:
+            raise Parked  # another worker reclaimed the task: stop without writing anything
+        _check_employee(state, reservation.employee_status)
     if isinstance(reservation, budget.BudgetRefusal):
         _ask_for_budget(state, reservation)
     try:
@@ -190,10 +201,12 @@ def _call_model(state: LoopState, provider, messages: list[dict], tools: list[di
             cost=completion.cost,
             latency_ms=completion.latency_ms,
         )
-        budget.budget_settle(task=task, reservation=reservation, actual=completion.cost)
-        Task.objects.filter(pk=task.pk).update(
-            tokens_in=F("tokens_in") + completion.prompt_tokens,
-            tokens_out=F("tokens_out") + completion.completion_tokens,
+        budget.budget_settle(
+            task=task,
+            reservation=reservation,
+            actual=completion.cost,
+            tokens_in=completion.prompt_tokens,
+            tokens_out=completion.completion_tokens,
         )
     return completion
 
@@ -207,6 +220,7 @@ def _finish(state: LoopState, content: str, *, offline: bool) -> None:
         services.task_release(
             task=state.task, status=TaskStatus.DONE, result=result, worker=state.worker
         )
+    state.outcome = TaskStatus.DONE
 
 
 # --- tool calls -------------------------------------------------------------------------------
@@ -471,16 +485,16 @@ def _check_repeats(state: LoopState, transcript: Transcript, name: str, argument
 
 
 def _maybe_break_loop(state: LoopState) -> None:
-    recent = list(
-        Step.objects.filter(task=state.task, kind=StepKind.TOOL_CALL, seq__gt=state.reset_seq)
-        .exclude(payload__status="started")
-        .order_by("-seq")
-        .values_list("payload__status", flat=True)[: settings.LOOP_BREAKER_ERRORS]
-    )
-    if len(recent) == settings.LOOP_BREAKER_ERRORS and all(
-        s in ("error", "refused") for s in recent
-    ):
-        _escalate_loop(state, f"its last {len(recent)} tool calls failed or were refused.")
+    limit = settings.LOOP_BREAKER_ERRORS
+    recent = [
+        step.payload.get("status")
+        for step in state.steps
+        if step.kind == StepKind.TOOL_CALL
+        and step.seq > state.reset_seq
+        and step.payload.get("status") != "started"
+    ][-limit:]
+    if len(recent) == limit and all(status in ("error", "refused") for status in recent):
+        _escalate_loop(state, f"its last {limit} tool calls failed or were refused.")
 
 
 def _resume_waiting_call(state: LoopState, wait: Step, call_id: str, name: str) -> None:

@@ -162,14 +162,17 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> Task | None:
         if claimed is None:
             return None
         lost_worker = claimed.lease_owner if claimed.status == TaskStatus.RUNNING else ""
-        Task.objects.filter(pk=task_id).update(
-            status=TaskStatus.RUNNING,
-            status_reason="",
-            lease_owner=worker,
-            lease_expires_at=now + timedelta(seconds=settings.TASK_LEASE_SECONDS),
-            started_at=claimed.started_at or now,
-            updated_at=now,
-        )
+        claim = {
+            "status": TaskStatus.RUNNING,
+            "status_reason": "",
+            "lease_owner": worker,
+            "lease_expires_at": now + timedelta(seconds=settings.TASK_LEASE_SECONDS),
+            "started_at": claimed.started_at or now,
+            "updated_at": now,
+        }
+        Task.objects.filter(pk=task_id).update(**claim)
+        for name, value in claim.items():
+            setattr(claimed, name, value)
         if lost_worker:
             Run.objects.filter(task_id=task_id, status=RunStatus.RUNNING).update(
                 status=RunStatus.LOST, finished_at=now, error=f"lease of {lost_worker} expired"
@@ -180,7 +183,6 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> Task | None:
             subject=claimed,
             data={"reclaimed_from": lost_worker} if lost_worker else {},
         )
-    claimed.refresh_from_db()
     return claimed
 
 

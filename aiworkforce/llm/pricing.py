@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 from django.conf import settings
@@ -41,7 +40,16 @@ def unknown_price_warning(model: str) -> str:
     )
 
 
-def estimate_tokens(messages: list[dict], tools: list[dict]) -> int:
-    """A deliberately generous estimate of prompt tokens (about 3 characters a token)."""
-    text = json.dumps(messages, ensure_ascii=False) + json.dumps(tools, ensure_ascii=False)
-    return len(text) // 3 + 16
+def estimate_tokens(messages: list[dict], tools_chars: int) -> int:
+    """A deliberately generous estimate of prompt tokens (about 3 characters a token).
+
+    tools_chars is the length of the tools' JSON, computed once per run by the caller.
+    """
+    chars = tools_chars
+    for message in messages:
+        chars += len(message.get("content") or "") + 16
+        for call in message.get("tool_calls", ()):
+            chars += (
+                len(call["function"]["name"]) + len(call["function"].get("arguments") or "") + 32
+            )
+    return chars // 3 + 16

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -90,10 +92,15 @@ def all_tools() -> list[Tool]:
     return sorted(_REGISTRY.values(), key=lambda tool: tool.name)
 
 
-def _first_error(schema: dict, instance: Any) -> str | None:
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        json.loads(schema_json), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
+
+
+def _first_error(schema: dict, instance: Any) -> str | None:
+    validator = _validator(json.dumps(schema, sort_keys=True))
     errors = sorted(validator.iter_errors(instance), key=lambda error: list(error.path))
     if not errors:
         return None

@@ -1,0 +1,233 @@
+"""Benchmark: what the durable agent loop costs per step, against a bare-SDK baseline.
+
+    ./workforce manage shell -c "import benchmarks.loop_overhead as b; b.main()"   (or)
+    .venv/bin/python benchmarks/loop_overhead.py [--tasks 50] [--concurrent 200]
+
+Each task makes three tool calls and then gives its final answer, against a zero-latency
+OpenAI-compatible server running in a separate process (so its CPU is not counted as ours).
+For every step the loop commits its trace to PostgreSQL, reserves and settles the budget,
+and writes the audit trail. The baseline is a hand-written loop over the bare `openai` SDK
+against the same server, with no database. Machines here are noisy: compare the ratio.
+
+A second run starts 200 such tasks at once with a model that takes 1 s per call and reports
+the wall time until all are done (the physical limit is 4 s: four sequential calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiworkforce.settings")
+
+TOOL_CALLS_PER_TASK = 3
+
+
+def _script(body: dict):
+    """The model: three tool calls, then a final answer (counted from the tool results so far)."""
+    from tests.fakes.openai_server import reply
+
+    done = sum(1 for message in body["messages"] if message["role"] == "tool")
+    if done < TOOL_CALLS_PER_TASK:
+        return reply(tool_calls=[("bench_echo", {"n": done})], prompt_tokens=200, completion_tokens=20)
+    return reply("Finished.", prompt_tokens=260, completion_tokens=5)
+
+
+def _serve(latency: float, port_queue) -> None:
+    from tests.fakes.openai_server import FakeOpenAIServer, delay, dynamic
+
+    server = FakeOpenAIServer().start()
+    handler = (lambda body: delay(latency, _script(body))) if latency else _script
+    server.enqueue(dynamic(handler))
+    port_queue.put(server.base_url)
+    while True:
+        time.sleep(3600)
+
+
+def start_model_server(latency: float = 0.0) -> tuple[str, multiprocessing.Process]:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_serve, args=(latency, queue), daemon=True)
+    process.start()
+    return queue.get(timeout=10), process
+
+
+def baseline(base_url: str, tasks: int) -> list[tuple[float, float]]:
+    """A hand-written tool loop over the bare SDK: no database, nothing durable."""
+    import openai
+
+    client = openai.OpenAI(api_key="bench", base_url=base_url, max_retries=0)
+    tool = {"type": "function", "function": {"name": "bench_echo", "parameters": {"type": "object"}}}
+    per_step = []
+    for _ in range(tasks):
+        wall, cpu = time.perf_counter(), time.process_time()
+        messages = [{"role": "system", "content": "You are a benchmark."}, {"role": "user", "content": "Go."}]
+        steps = 0
+        while True:
+            response = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[tool])
+            message = response.choices[0].message
+            steps += 1
+            if not message.tool_calls:
+                break
+            messages.append(message.model_dump(exclude_none=True))
+            for call in message.tool_calls:
+                result = {"echo": json.loads(call.function.arguments)}
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
+        per_step.append(((time.perf_counter() - wall) * 1000 / steps, (time.process_time() - cpu) * 1000 / steps))
+    return per_step
+
+
+def setup_django(base_url: str) -> None:
+    import django
+
+    os.environ["OPENAI_API_KEY"] = "bench-key"
+    os.environ["OPENAI_BASE_URL"] = base_url
+    os.environ["LLM_MAX_RETRIES"] = "0"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = _bench_database_on_embedded_server()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from tasks.tools import Risk, Tool, register
+    from tasks.tools.registry import _REGISTRY
+
+    if "bench_echo" not in _REGISTRY:
+        register(
+            Tool(
+                name="bench_echo",
+                description="Echo the arguments (benchmark only).",
+                parameters={"type": "object"},
+                default_risk=Risk.LOW,
+                side_effects=False,
+                execute=lambda context, arguments: {"echo": arguments},
+            )
+        )
+
+
+def _bench_database_on_embedded_server() -> str:
+    """A database of its own on the embedded server, so the benchmark leaves the demo alone."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    from aiworkforce import embedded_db
+
+    socket_dir = embedded_db.ensure_running()
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'aiworkforce_bench'").fetchone():
+            conn.execute("CREATE DATABASE aiworkforce_bench")
+    return f"postgres://postgres@{quote(socket_dir, safe='')}/aiworkforce_bench"
+
+
+def bench_employee():
+    from decimal import Decimal
+
+    from aiworkforce.audit import Actor
+    from employees import services
+    from employees.models import Employee, EmployeeStatus, Team, ToolGrant, ToolPolicy
+
+    employee = Employee.objects.filter(handle="bench-runner").first()
+    if employee is None:
+        team, _ = Team.objects.get_or_create(name="Benchmarks")
+        employee = services.employee_create(
+            employee=Employee(
+                name="Bench", handle="bench-runner", team=team, role_title="Benchmark",
+                job_description="Runs benchmarks.", status=EmployeeStatus.ACTIVE,
+                max_cost_per_task=Decimal("1000"), max_cost_per_day=Decimal("100000"),
+            ),
+            actor=Actor.system("benchmark"),
+        )
+        ToolGrant.objects.create(employee=employee, tool_name="bench_echo", policy=ToolPolicy.AUTO)
+    return employee
+
+
+def ours(tasks: int) -> tuple[list[tuple[float, float]], float]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tasks.loop import run_task
+    from tasks.models import Step, StepKind, TaskStatus
+    from tasks.services import task_create
+
+    employee = bench_employee()
+    per_step, queries = [], []
+    for n in range(tasks):
+        task, _ = task_create(employee=employee, title=f"bench {n}", input="Go.", urgent=True, dispatch=False)
+        with CaptureQueriesContext(connection) as captured:
+            wall, cpu = time.perf_counter(), time.process_time()
+            status = run_task(task.pk)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert status == TaskStatus.DONE, status
+        turns = Step.objects.filter(task=task, kind=StepKind.LLM_CALL).count()
+        per_step.append((wall * 1000 / turns, cpu * 1000 / turns))
+        queries.append(len(captured.captured_queries) / turns)
+    return per_step, statistics.median(queries)
+
+
+def concurrent(count: int) -> float:
+    """Start `count` tasks at once and run them as the workers would; wall seconds until all done."""
+    from tasks.models import Task, TaskStatus
+    from tasks.runner import run_tasks_concurrently
+    from tasks.services import task_create
+
+    employee = bench_employee()
+    ids = [
+        task_create(employee=employee, title=f"burst {n}", input="Go.", urgent=True, dispatch=False)[0].pk
+        for n in range(count)
+    ]
+    started = time.perf_counter()
+    run_tasks_concurrently(ids, concurrency=count)
+    elapsed = time.perf_counter() - started
+    done = Task.objects.filter(pk__in=ids, status=TaskStatus.DONE).count()
+    assert done == count, f"only {done} of {count} finished"
+    return elapsed
+
+
+def _median(pairs, index):
+    return statistics.median(pair[index] for pair in pairs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--concurrent", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    base_url, server = start_model_server()
+    setup_django(base_url)
+    baseline(base_url, 5)  # warm up both paths (connections, imports)
+    ours(3)
+    base = baseline(base_url, args.tasks)
+    mine, queries = ours(args.tasks)
+    server.terminate()
+
+    base_wall, base_cpu = _median(base, 0), _median(base, 1)
+    our_wall, our_cpu = _median(mine, 0), _median(mine, 1)
+    print(f"loop overhead over {args.tasks} tasks x {TOOL_CALLS_PER_TASK + 1} steps (zero-latency model):")
+    print(f"  baseline (bare openai SDK, no database): {base_wall:7.2f} ms wall, {base_cpu:6.2f} ms CPU per step")
+    print(f"  AI Workforce (durable, audited):         {our_wall:7.2f} ms wall, {our_cpu:6.2f} ms CPU per step")
+    print(f"  database queries per step:               {queries:7.1f}")
+    print(f"  ratio to baseline:                       {our_wall / base_wall:7.2f}x wall, {our_cpu / base_cpu:5.2f}x CPU (target <= 2x)")
+
+    if args.concurrent:
+        slow_url, slow_server = start_model_server(latency=1.0)
+        os.environ["OPENAI_BASE_URL"] = slow_url
+        from django.conf import settings
+
+        settings.OPENAI_BASE_URL = slow_url
+        seconds = concurrent(args.concurrent)
+        slow_server.terminate()
+        print(f"{args.concurrent} tasks started at once, model 1 s per call: all done in {seconds:.2f} s (physical limit 4 s)")
+
+
+if __name__ == "__main__":
+    main()

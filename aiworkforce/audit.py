@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
-from django.utils import timezone
+from django.db import connection, models
 
 from aiworkforce.models import ActorType, AuditEntry
 
 GENESIS_HASH = "0" * 64
-# Any number, as long as nothing else in the project takes the same advisory lock.
-_AUDIT_CHAIN_LOCK = 7_100_200_300
 
 _ACTION_RE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 # Whole words inside a key name: "api_key" and "access_token" match, "tokens_in" does not.
@@ -63,6 +60,20 @@ def redact(data: Any) -> Any:
     return data
 
 
+def _clean(action: str, data: dict | None) -> str:
+    if not _ACTION_RE.match(action):
+        raise ValueError(
+            f"audit action must be namespaced like 'employee.activated', got {action!r}"
+        )
+    return json.dumps(redact(data or {}), cls=DjangoJSONEncoder)
+
+
+def _subject_fields(subject: models.Model | None) -> tuple[str, str, str]:
+    if subject is None:
+        return "", "", ""
+    return subject._meta.label_lower, str(subject.pk), str(subject)[:300]
+
+
 def audit_log(
     *,
     action: str,
@@ -70,40 +81,61 @@ def audit_log(
     subject: models.Model | None = None,
     data: dict | None = None,
 ) -> AuditEntry:
-    """Append one entry to the hash chain, inside the caller's transaction."""
-    if not _ACTION_RE.match(action):
-        raise ValueError(
-            f"audit action must be namespaced like 'employee.activated', got {action!r}"
-        )
-    # Round-trip through JSON so the hash is computed over exactly what the database returns.
-    clean_data = json.loads(json.dumps(redact(data or {}), cls=DjangoJSONEncoder))
-    # No savepoint: inside a caller's transaction the entry commits or rolls back with it.
-    # The chain lock is held until that commit, so callers write audit entries last.
-    with transaction.atomic(savepoint=False):
-        # Serialise writers: each entry must see its predecessor's hash (one round trip).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s), "
-                "(SELECT hash FROM aiworkforce_auditentry ORDER BY id DESC LIMIT 1)",
-                [_AUDIT_CHAIN_LOCK],
-            )
-            last = cursor.fetchone()[1]
-        entry = AuditEntry(
-            created_at=timezone.now(),
-            action=action,
-            actor_type=actor.type,
-            actor_user_id=actor.user_id,
-            actor_employee_id=actor.employee_id,
-            actor_label=actor.label[:200],
-            subject_type=subject._meta.label_lower if subject is not None else "",
-            subject_id=str(subject.pk) if subject is not None else "",
-            subject_label=str(subject)[:300] if subject is not None else "",
-            data=clean_data,
-            prev_hash=last or GENESIS_HASH,
-        )
-        entry.hash = entry.compute_hash()
-        entry.save()
-    return entry
+    """Append one entry to the hash chain, inside the caller's transaction.
+
+    The database links and hashes the row and takes the chain lock until that transaction
+    ends, so callers write audit entries last in their transactions.
+    """
+    sql, params = audit_insert_sql(action=action, actor=actor, subject=subject, data=data)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING id", params)
+        return AuditEntry(id=cursor.fetchone()[0])
+
+
+AUDIT_COLUMNS = (
+    "created_at, action, actor_type, actor_user_id, actor_employee_id, actor_label, "
+    "subject_type, subject_id, subject_label, data, prev_hash, hash"
+)
+
+
+def audit_insert_sql(
+    *,
+    action: str,
+    actor: Actor,
+    subject: models.Model | None,
+    data: dict | None,
+    when: str = "",
+    named: str = "",
+) -> tuple[str, list | dict]:
+    """An INSERT of one audit entry, to run alone or inside a larger statement.
+
+    `when` is an optional SQL condition (for example "EXISTS (SELECT 1 FROM released)") that
+    decides, inside that statement, whether the entry is written. With `named`, placeholders
+    are %(named_0)s... and the parameters a dict, for statements using named parameters.
+    """
+    data_json = _clean(action, data)
+    subject_type, subject_id, subject_label = _subject_fields(subject)
+    marks = [f"%({named}_{i})s" if named else "%s" for i in range(9)]
+    sql = (
+        f"INSERT INTO aiworkforce_auditentry ({AUDIT_COLUMNS}) "
+        f"SELECT now(), {', '.join(marks[:8])}, {marks[8]}::jsonb, '', ''"
+    )
+    if when:
+        sql += f" WHERE {when}"
+    params = [
+        action,
+        actor.type,
+        actor.user_id,
+        actor.employee_id,
+        actor.label[:200],
+        subject_type,
+        subject_id,
+        subject_label,
+        data_json,
+    ]
+    if named:
+        return sql, {f"{named}_{i}": value for i, value in enumerate(params)}
+    return sql, params
 
 
 @dataclass(frozen=True)
@@ -112,21 +144,31 @@ class ChainBreak:
     reason: str
 
 
-def audit_chain_breaks(*, batch_size: int = 2000) -> Iterator[ChainBreak | int]:
-    """Walk the chain in order; yield a running count per batch and a ChainBreak per defect."""
+def audit_chain_breaks(*, batch_size: int = 5000) -> Iterator[ChainBreak | int]:
+    """Walk the chain in order; yield a running count per batch and a ChainBreak per defect.
+
+    The database recomputes each row's hash (the same function its trigger used), so a row
+    changed by someone who disabled the append-only trigger no longer matches.
+    """
     expected_prev = GENESIS_HASH
     checked = 0
     last_id = 0
     while True:
-        batch = list(AuditEntry.objects.filter(id__gt=last_id).order_by("id")[:batch_size])
-        if not batch:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT e.id, e.prev_hash, e.hash, e.hash = aiworkforce_audit_hash(e) "
+                "FROM aiworkforce_auditentry e WHERE e.id > %s ORDER BY e.id LIMIT %s",
+                [last_id, batch_size],
+            )
+            rows = cursor.fetchall()
+        if not rows:
             return
-        for entry in batch:
-            if entry.prev_hash != expected_prev:
-                yield ChainBreak(entry.id, "its previous-hash does not match the entry before it")
-            if entry.compute_hash() != entry.hash:
-                yield ChainBreak(entry.id, "its content does not match its hash (altered)")
-            expected_prev = entry.hash
-            last_id = entry.id
-        checked += len(batch)
+        for entry_id, prev_hash, own_hash, content_ok in rows:
+            if prev_hash != expected_prev:
+                yield ChainBreak(entry_id, "its previous-hash does not match the entry before it")
+            if not content_ok:
+                yield ChainBreak(entry_id, "its content does not match its hash (altered)")
+            expected_prev = own_hash
+            last_id = entry_id
+        checked += len(rows)
         yield checked

@@ -1,14 +1,11 @@
-"""The audit trail: append-only and hash-chained.
+"""The audit trail: append-only and hash-chained, both enforced by the database.
 
-A database trigger (see migration 0001) refuses UPDATE and DELETE on the table, and each row
-carries the hash of its predecessor, so `manage.py verify_audit` finds a row altered by someone
-who disabled the trigger.
+Triggers refuse UPDATE and DELETE (migration 0002) and compute each row's hash over its content
+and its predecessor's hash (migration 0003), so `manage.py verify_audit` finds a row altered by
+someone who disabled the first trigger.
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -22,7 +19,8 @@ class ActorType(models.TextChoices):
 
 
 class AuditEntry(models.Model):
-    created_at = models.DateTimeField()
+    # Set by the database (trigger aiworkforce_audit_chain), whatever the writer sends.
+    created_at = models.DateTimeField(editable=False)
     action = models.CharField(
         max_length=100, db_index=True, help_text="Namespaced, e.g. employee.activated."
     )
@@ -50,8 +48,8 @@ class AuditEntry(models.Model):
     subject_id = models.CharField(max_length=64, blank=True)
     subject_label = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    prev_hash = models.CharField(max_length=64, default="", editable=False)
+    hash = models.CharField(max_length=64, default="", editable=False)
 
     class Meta:
         ordering = ["-id"]
@@ -61,23 +59,3 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} by {self.actor_label}"
-
-    def compute_hash(self) -> str:
-        """The SHA-256 over this entry's content and its predecessor's hash."""
-        content = {
-            "created_at": self.created_at.isoformat(),
-            "action": self.action,
-            "actor_type": self.actor_type,
-            "actor_user": self.actor_user_id,
-            "actor_employee": self.actor_employee_id,
-            "actor_label": self.actor_label,
-            "subject_type": self.subject_type,
-            "subject_id": self.subject_id,
-            "subject_label": self.subject_label,
-            "data": self.data,
-            "prev_hash": self.prev_hash,
-        }
-        canonical = json.dumps(
-            content, sort_keys=True, cls=DjangoJSONEncoder, separators=(",", ":")
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -12,9 +12,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from aiworkforce.llm import price_for
@@ -56,10 +55,21 @@ def _turn_limit(task: Task) -> int:
     return int(task.budget_overrides.get("turn_tokens") or task.employee.max_tokens_per_turn)
 
 
-def budget_reserve(
-    *, task: Task, model: str, prompt_tokens: int, worker: str
-) -> Reservation | BudgetRefusal | NotOurs:
-    """Set aside the worst case of one call: the prompt estimate plus every token it may produce."""
+@dataclass(frozen=True)
+class Plan:
+    """What one model call will reserve, before it is attempted."""
+
+    amount: Decimal
+    day: date
+    max_tokens: int
+    params: dict
+
+    def reservation(self) -> Reservation:
+        return Reservation(amount=self.amount, day=self.day, max_tokens=self.max_tokens)
+
+
+def budget_plan(*, task: Task, model: str, prompt_tokens: int, worker: str) -> Plan | BudgetRefusal:
+    """The worst case of one call: the prompt estimate plus every token it may produce."""
     employee = task.employee
     turn_limit = _turn_limit(task)
     max_tokens = min(turn_limit - prompt_tokens, 16_384)
@@ -74,62 +84,84 @@ def budget_reserve(
     price_in, price_out, _ = price_for(model)
     amount = (price_in * prompt_tokens + price_out * max_tokens) / MILLION
     day = timezone.localdate(timezone=employee.tzinfo)
-    task_limit = _task_limit(task)
-    with transaction.atomic():
-        reserved = Task.objects.filter(
-            pk=task.pk,
-            status=TaskStatus.RUNNING,
-            lease_owner=worker,
-            employee__status__in=ACTING,
-            cost__lte=task_limit - F("reserved_cost") - amount,
-        ).update(
-            reserved_cost=F("reserved_cost") + amount,
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS),
-        )
-        if not reserved:
-            return _why_not(task, worker, amount, task_limit)
-        day_ok = _reserve_day(employee, day, amount)
-        if not day_ok:
-            transaction.set_rollback(True)  # give back the task's part too
-    if not day_ok:
-        return _day_refusal(employee, day, amount)
-    return Reservation(amount=amount, day=day, max_tokens=max_tokens)
+    params = {
+        "rsv_task": task.pk,
+        "rsv_worker": worker,
+        "rsv_amount": amount,
+        "rsv_task_limit": _task_limit(task),
+        "rsv_employee": task.employee_id,
+        "rsv_day": day,
+        "rsv_day_limit": employee.max_cost_per_day,
+        "rsv_lease": timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS),
+    }
+    return Plan(amount=amount, day=day, max_tokens=max_tokens, params=params)
 
 
-def _reserve_day(employee, day: date, amount: Decimal) -> bool:
-    def attempt() -> int:
-        return DailySpend.objects.filter(
-            employee=employee,
-            day=day,
-            spent__lte=Coalesce(F("limit_override"), Value(employee.max_cost_per_day))
-            - F("reserved")
-            - amount,
-        ).update(reserved=F("reserved") + amount)
+def budget_reserve(
+    *, task: Task, model: str, prompt_tokens: int, worker: str
+) -> Reservation | BudgetRefusal | NotOurs:
+    """Reserve one call's worst case now, or say why not."""
+    plan = budget_plan(task=task, model=model, prompt_tokens=prompt_tokens, worker=worker)
+    if isinstance(plan, BudgetRefusal):
+        return plan
+    for attempt in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH {RESERVE_CTES} SELECT EXISTS (SELECT 1 FROM rsv_reserved)",  # noqa: S608 - constant SQL
+                plan.params,
+            )
+            if cursor.fetchone()[0]:
+                return plan.reservation()
+        # The first call of a day finds no spend row: create it, then try once more.
+        created = DailySpend.objects.get_or_create(employee=task.employee, day=plan.day)[1]
+        if attempt == 0 and not created:
+            break
+    return _why_not(task, worker, plan.amount, plan.params["rsv_task_limit"], plan.day)
 
-    if attempt():
-        return True
-    # The first call of the day creates the row; then try once more.
-    _, created = DailySpend.objects.get_or_create(employee=employee, day=day)
-    return bool(created and attempt())
+
+# The day row and the task row are reserved together or not at all. The day row's UPDATE
+# re-checks its condition after any concurrent update (READ COMMITTED), which is what keeps
+# parallel runs of one employee under the day's ceiling; the task row is only ever written by
+# the worker holding its lease.
+RESERVE_CTES = """
+rsv_task AS (
+    SELECT t.id FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id
+    WHERE t.id = %(rsv_task)s AND t.status = 'running' AND t.lease_owner = %(rsv_worker)s
+      AND e.status IN ('active', 'shadow')
+      AND t.cost + t.reserved_cost + %(rsv_amount)s <= %(rsv_task_limit)s
+), rsv_day AS (
+    UPDATE tasks_dailyspend SET reserved = reserved + %(rsv_amount)s
+    WHERE employee_id = %(rsv_employee)s AND day = %(rsv_day)s
+      AND spent + reserved + %(rsv_amount)s <= coalesce(limit_override, %(rsv_day_limit)s)
+      AND EXISTS (SELECT 1 FROM rsv_task)
+    RETURNING 1
+), rsv_reserved AS (
+    UPDATE tasks_task SET reserved_cost = reserved_cost + %(rsv_amount)s,
+        lease_expires_at = %(rsv_lease)s
+    WHERE id = %(rsv_task)s AND EXISTS (SELECT 1 FROM rsv_day)
+    RETURNING 1
+)"""
 
 
-def _why_not(task: Task, worker: str, amount: Decimal, task_limit: Decimal):
+def _why_not(task: Task, worker: str, amount: Decimal, task_limit: Decimal, day: date):
     row = (
         Task.objects.filter(pk=task.pk)
-        .values("status", "lease_owner", "cost", "employee__status")
+        .values("status", "lease_owner", "cost", "reserved_cost", "employee__status")
         .first()
     )
     if row is None or row["status"] != TaskStatus.RUNNING or row["lease_owner"] != worker:
         return NotOurs(employee_status=None)
     if row["employee__status"] not in ACTING:
         return NotOurs(employee_status=row["employee__status"])
-    return BudgetRefusal(
-        "task",
-        str(task_limit),
-        str((row["cost"] + amount).quantize(Decimal("0.0001"))),
-        f"This task has spent ${row['cost']:.4f} of its ${task_limit:.2f} budget; the next "
-        f"model call could cost up to ${amount:.4f}.",
-    )
+    if row["cost"] + row["reserved_cost"] + amount > task_limit:
+        return BudgetRefusal(
+            "task",
+            str(task_limit),
+            str((row["cost"] + amount).quantize(Decimal("0.0001"))),
+            f"This task has spent ${row['cost']:.4f} of its ${task_limit:.2f} budget; the next "
+            f"model call could cost up to ${amount:.4f}.",
+        )
+    return _day_refusal(task.employee, day, amount)
 
 
 def _day_refusal(employee, day: date, amount: Decimal) -> BudgetRefusal:

@@ -17,12 +17,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from aiworkforce.audit import Actor, audit_log
+from aiworkforce.audit import Actor, audit_insert_sql, audit_log
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from tasks import budget, services
 from tasks.context import Transcript, rebuild, system_prompt
 from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
+from tasks.steps import STEP_INSERT, Part, release_part, settle_parts, step_params, step_write
 from tasks.tools import ToolContext, UnknownToolError, get_tool, validate_arguments
 
 logger = logging.getLogger(__name__)
@@ -53,11 +54,10 @@ def run_task(
     task_id: int, *, worker: str = services.WORKER_ID, on_step: StepCallback | None = None
 ) -> str | None:
     """Run one task until it finishes or parks. Returns its status, or None if not claimed."""
-    task = services.task_claim(task_id=task_id, worker=worker)
-    if task is None:
+    claimed = services.task_claim(task_id=task_id, worker=worker)
+    if claimed is None:
         return None
-    number = Run.objects.filter(task=task).count() + 1
-    run = Run.objects.create(task=task, number=number, worker=worker)
+    task, run = claimed
     grants = {
         grant.tool_name: grant
         for grant in ToolGrant.objects.filter(employee=task.employee_id)
@@ -69,7 +69,8 @@ def run_task(
         worker=worker,
         grants=grants,
         on_step=on_step,
-        steps=list(Step.objects.filter(task=task).order_by("seq")),
+        # A first run has no steps yet: no need to ask.
+        steps=list(Step.objects.filter(task=task).order_by("seq")) if run.number > 1 else [],
     )
     try:
         _check_employee(state)
@@ -89,7 +90,9 @@ def run_task(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
         )
         return TaskStatus.FAILED
-    finished = state.outcome in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
+    if state.outcome == TaskStatus.DONE:
+        return state.outcome  # the final statement closed the run
+    finished = state.outcome in (TaskStatus.FAILED, TaskStatus.CANCELLED)
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.FINISHED if finished else RunStatus.PARKED, finished_at=timezone.now()
     )
@@ -120,7 +123,6 @@ def _loop(state: LoopState) -> None:
             )
         completion = _call_model(state, provider, transcript.messages, tools, tools_chars)
         if not completion.tool_calls:
-            _finish(state, completion.content or "", offline=completion.offline)
             return
 
 
@@ -142,15 +144,46 @@ def _check_employee(state: LoopState, status: str | None = None) -> None:
         _park(state, TaskStatus.CANCELLED, f"{employee.name} is {status}.")
 
 
-def _record(state: LoopState, kind: str, payload: dict, **numbers) -> Step:
-    step = Step.objects.create(
-        task=state.task, run=state.run, seq=state.next_seq, kind=kind, payload=payload, **numbers
+def _record(
+    state: LoopState,
+    kind: str,
+    payload: dict,
+    *,
+    before: list[Part] = (),
+    after: list[Part] = (),
+    when: str = "",
+    **numbers,
+) -> Step | None:
+    """Write one step (with whatever must commit with it) in one statement."""
+    step = step_write(
+        task=state.task,
+        run=state.run,
+        seq=state.next_seq,
+        kind=kind,
+        payload=payload,
+        before=before,
+        after=after,
+        when=when,
+        **numbers,
     )
+    if step is None:
+        return None
     state.steps.append(step)
     state.next_seq += 1
     if state.on_step:
         state.on_step(step)
     return step
+
+
+def _audit_part(state: LoopState, action: str, data: dict, when: str = "") -> Part:
+    sql, params = audit_insert_sql(
+        action=action,
+        actor=Actor.for_employee(state.task.employee),
+        subject=state.task,
+        data=data,
+        when=when,
+    )
+    return ("audit", sql, params)
 
 
 def _park(state: LoopState, status: str, reason: str) -> None:
@@ -163,9 +196,11 @@ def _call_model(
     state: LoopState, provider, messages: list[dict], tools: list[dict], tools_chars: int
 ):
     task = state.task
-    prompt_tokens = estimate_tokens(messages, tools_chars)
     reservation = budget.budget_reserve(
-        task=task, model=provider.model, prompt_tokens=prompt_tokens, worker=state.worker
+        task=task,
+        model=provider.model,
+        prompt_tokens=estimate_tokens(messages, tools_chars),
+        worker=state.worker,
     )
     if isinstance(reservation, budget.NotOurs):
         if reservation.employee_status is None:
@@ -185,41 +220,114 @@ def _call_model(
             budget.budget_release(task=task, reservation=reservation)
             _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
         _park(state, TaskStatus.MODEL_UNAVAILABLE, str(exc))
-    with transaction.atomic():
-        _record(
-            state,
-            StepKind.LLM_CALL,
-            {
-                "message": completion.as_message(),
-                "model": completion.model,
-                "offline": completion.offline,
-                "warnings": completion.warnings,
-                "reserved": str(reservation.amount),
-            },
-            tokens_in=completion.prompt_tokens,
-            tokens_out=completion.completion_tokens,
-            cost=completion.cost,
-            latency_ms=completion.latency_ms,
-        )
-        budget.budget_settle(
+    llm_payload = {
+        "message": completion.as_message(),
+        "model": completion.model,
+        "offline": completion.offline,
+        "warnings": completion.warnings,
+        "reserved": str(reservation.amount),
+    }
+    numbers = {
+        "tokens_in": completion.prompt_tokens,
+        "tokens_out": completion.completion_tokens,
+        "cost": completion.cost,
+        "latency_ms": completion.latency_ms,
+    }
+    if completion.tool_calls:
+        settle = settle_parts(
             task=task,
-            reservation=reservation,
-            actual=completion.cost,
+            reserved=reservation.amount,
+            cost=completion.cost,
             tokens_in=completion.prompt_tokens,
             tokens_out=completion.completion_tokens,
+            day=reservation.day,
         )
+        _record(state, StepKind.LLM_CALL, llm_payload, after=settle, **numbers)
+    else:
+        _finish(state, completion, llm_payload, reservation, numbers)
     return completion
 
 
-def _finish(state: LoopState, content: str, *, offline: bool) -> None:
-    result = content.strip() or "(no summary)"
-    if offline and not result.startswith(OFFLINE_LABEL):
+def _finish(
+    state: LoopState, completion, llm_payload: dict, reservation: budget.Reservation, numbers: dict
+) -> None:
+    """Record the final answer: model step, final step, release, audit, in one statement.
+
+    Both steps record the same model response and nothing happens between them, so they
+    commit together, and only if the task is still this worker's.
+    """
+    result = (completion.content or "").strip() or "(no summary)"
+    if completion.offline and not result.startswith(OFFLINE_LABEL):
         result = f"{OFFLINE_LABEL} {result}"
-    with transaction.atomic():
-        _record(state, StepKind.FINAL, {"result": result, "offline": offline})
-        services.task_release(
-            task=state.task, status=TaskStatus.DONE, result=result, worker=state.worker
+    still_ours = "EXISTS (SELECT 1 FROM released)"
+    released = release_part(
+        task=state.task,
+        worker=state.worker,
+        status=TaskStatus.DONE,
+        reason="",
+        result=result,
+        finished=True,
+        settle=(
+            reservation.amount,
+            completion.cost,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        ),
+    )
+    _, settle_day = settle_parts(
+        task=state.task,
+        reserved=reservation.amount,
+        cost=completion.cost,
+        tokens_in=completion.prompt_tokens,
+        tokens_out=completion.completion_tokens,
+        day=reservation.day,
+    )
+    llm_step = step_write(
+        task=state.task,
+        run=state.run,
+        seq=state.next_seq,
+        kind=StepKind.LLM_CALL,
+        payload=llm_payload,
+        before=[released, settle_day],
+        after=[
+            (
+                "final_step",
+                STEP_INSERT,
+                step_params(
+                    task=state.task,
+                    run=state.run,
+                    seq=state.next_seq + 1,
+                    kind=StepKind.FINAL,
+                    payload={"result": result, "offline": completion.offline},
+                ),
+            ),
+            (
+                "run_finished",
+                "UPDATE tasks_run SET status = 'finished', finished_at = now() "
+                "WHERE id = %s AND EXISTS (SELECT 1 FROM released)",
+                [state.run.pk],
+            ),
+            _audit_part(state, "task.completed", {"status": TaskStatus.DONE}, when=still_ours),
+        ],
+        when=still_ours,
+        **numbers,
+    )
+    if llm_step is None:
+        raise Parked  # another worker holds the task now: this answer is not recorded
+    state.steps.append(llm_step)
+    state.next_seq += 2
+    if state.on_step:
+        state.on_step(llm_step)
+        state.on_step(
+            Step(
+                task=state.task,
+                run=state.run,
+                seq=llm_step.seq + 1,
+                kind=StepKind.FINAL,
+                payload={"result": result, "offline": completion.offline},
+            )
         )
+    state.task.status = TaskStatus.DONE
     state.outcome = TaskStatus.DONE
 
 
@@ -346,40 +454,52 @@ def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: 
     context = ToolContext(
         task=state.task, employee=state.task.employee, call_id=call_id, scope=grant.scope
     )
-    actor = Actor.for_employee(state.task.employee)
-    if tool.transactional:
-        # The tool's own writes (outbox row, follow-up task) and its step commit together.
-        with transaction.atomic():
-            result = _run_tool(tool, context, arguments)
-            status = "error" if "error" in result else "ok"
-            _result(state, call_id, tool.name, arguments, status, result)
-            audit_log(
-                action="tool.executed",
-                actor=actor,
-                subject=state.task,
-                data={"tool": tool.name, "arguments": arguments, "status": status},
-            )
-    else:
+
+    def record(status: str, result: dict) -> None:
+        audit = _audit_part(
+            state, "tool.executed", {"tool": tool.name, "arguments": arguments, "status": status}
+        )
+        _record(
+            state,
+            StepKind.TOOL_CALL,
+            _tool_payload(call_id, tool.name, arguments, status, result),
+            after=[audit],
+        )
+
+    if not tool.transactional:
         # Not undoable: record the intent first, so a crash mid-call is never retried blindly.
         _result(state, call_id, tool.name, arguments, "started", {})
         result = _run_tool(tool, context, arguments)
-        status = "error" if "error" in result else "ok"
-        with transaction.atomic():
-            _result(state, call_id, tool.name, arguments, status, result)
-            audit_log(
-                action="tool.executed",
-                actor=actor,
-                subject=state.task,
-                data={"tool": tool.name, "arguments": arguments, "status": status},
-            )
-    if status == "error":
+        record("error" if "error" in result else "ok", result)
+    elif tool.writes_database:
+        # The tool's own writes (outbox row, follow-up task) commit with its step, or not at all.
+        try:
+            with transaction.atomic():
+                result = tool.execute(context, arguments)
+                record("error" if "error" in result else "ok", result)
+        except Exception as exc:
+            logger.warning("tool %s failed: %s", tool.name, exc)
+            record("error", {"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]})
+    else:
+        result = _run_tool(tool, context, arguments)
+        record("error" if "error" in result else "ok", result)
+    if state.steps[-1].payload["status"] == "error":
         _maybe_break_loop(state)
+
+
+def _tool_payload(call_id: str, name: str, arguments, status: str, result: dict) -> dict:
+    return {
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+        "result": result,
+    }
 
 
 def _run_tool(tool, context: ToolContext, arguments: dict) -> dict:
     try:
-        with transaction.atomic():
-            return tool.execute(context, arguments)
+        return tool.execute(context, arguments)
     except Exception as exc:
         logger.warning("tool %s failed: %s", tool.name, exc)
         return {"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]}

@@ -9,19 +9,21 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from aiworkforce.audit import Actor, audit_log
+from aiworkforce.audit import Actor, audit_insert_sql, audit_log
 from employees.models import Employee, EmployeeStatus
 from tasks.models import (
     FINISHED_STATUSES,
+    DailySpend,
     Run,
-    RunStatus,
     Task,
     TaskPriority,
     TaskSource,
@@ -148,42 +150,82 @@ def enqueue_run(task_id: int) -> None:
     async_task("tasks.jobs.run_task", task_id, task_name=f"task {task_id}", group="tasks")
 
 
-def task_claim(*, task_id: int, worker: str = WORKER_ID) -> Task | None:
+# One statement claims the task, marks a dead worker's run as lost, starts our run and writes
+# the audit entry. The row lock (SKIP LOCKED) and the status condition make it a compare-and-swap.
+_CLAIM_SQL = """
+WITH old AS (
+    SELECT id, status, lease_owner, reserved_cost FROM tasks_task
+    WHERE id = %(task)s
+      AND ((status = 'queued' AND (due_at IS NULL OR due_at <= now()))
+           OR (status = 'running' AND lease_expires_at < now()))
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE tasks_task t SET status = 'running', status_reason = '', lease_owner = %(worker)s,
+        lease_expires_at = now() + make_interval(secs => %(lease)s), reserved_cost = 0,
+        started_at = coalesce(t.started_at, now()), updated_at = now()
+    FROM old WHERE t.id = old.id
+    RETURNING old.status AS old_status, old.lease_owner AS old_owner, old.reserved_cost AS old_reserved
+), lost AS (
+    UPDATE tasks_run SET status = 'lost', finished_at = now(), error = 'the lease of its worker expired'
+    WHERE task_id = %(task)s AND status = 'running'
+      AND EXISTS (SELECT 1 FROM claimed WHERE old_status = 'running')
+), run AS (
+    INSERT INTO tasks_run (task_id, number, status, worker, started_at, error)
+    SELECT %(task)s, (SELECT count(*) + 1 FROM tasks_run WHERE task_id = %(task)s), 'running',
+        %(worker)s, now(), ''
+    WHERE EXISTS (SELECT 1 FROM claimed)
+    RETURNING id, number, started_at
+), audit AS ({audit})
+SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner, claimed.old_reserved
+FROM run, claimed
+"""
+
+
+def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | None:
     """Take a queued task (or one whose worker's lease expired) for this worker, or None."""
-    now = timezone.now()
-    claimable = Q(status=TaskStatus.QUEUED, due_at__isnull=True) | Q(
-        status=TaskStatus.QUEUED, due_at__lte=now
+    audit_sql, audit_params = audit_insert_sql(
+        action="task.claimed",
+        actor=Actor.system(f"worker {worker}"),
+        subject=None,
+        data={"task": task_id, "worker": worker},
+        when="EXISTS (SELECT 1 FROM claimed)",
+        named="audit",
     )
-    claimable |= Q(status=TaskStatus.RUNNING, lease_expires_at__lt=now)
-    with transaction.atomic():
-        claimed = (
-            Task.objects.filter(claimable, pk=task_id).select_for_update(skip_locked=True).first()
+    # One autocommitted statement: the claim, the new run and the audit entry commit together.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL.replace("{audit}", audit_sql),
+            {
+                "task": task_id,
+                "worker": worker,
+                "lease": settings.TASK_LEASE_SECONDS,
+                **audit_params,
+            },
         )
-        if claimed is None:
-            return None
-        lost_worker = claimed.lease_owner if claimed.status == TaskStatus.RUNNING else ""
-        claim = {
-            "status": TaskStatus.RUNNING,
-            "status_reason": "",
-            "lease_owner": worker,
-            "lease_expires_at": now + timedelta(seconds=settings.TASK_LEASE_SECONDS),
-            "started_at": claimed.started_at or now,
-            "updated_at": now,
-        }
-        Task.objects.filter(pk=task_id).update(**claim)
-        for name, value in claim.items():
-            setattr(claimed, name, value)
-        if lost_worker:
-            Run.objects.filter(task_id=task_id, status=RunStatus.RUNNING).update(
-                status=RunStatus.LOST, finished_at=now, error=f"lease of {lost_worker} expired"
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run_id, number, started_at, old_status, old_owner, old_reserved = row
+    task = Task.objects.select_related("employee__team").get(pk=task_id)
+    if old_status == TaskStatus.RUNNING:
+        with transaction.atomic():
+            _release_dead_reservation(task=task, amount=old_reserved)
+            audit_log(
+                action="task.reclaimed",
+                actor=Actor.system(f"worker {worker}"),
+                subject=task,
+                data={"from": old_owner},
             )
-        audit_log(
-            action="task.claimed",
-            actor=Actor.system(f"worker {worker}"),
-            subject=claimed,
-            data={"reclaimed_from": lost_worker} if lost_worker else {},
-        )
-    return claimed
+    run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
+    return task, run
+
+
+def _release_dead_reservation(*, task: Task, amount) -> None:
+    """A dead worker's reservation for a call that never settled: give it back to today."""
+    if amount:
+        DailySpend.objects.filter(
+            employee=task.employee_id, day=timezone.localdate(timezone=task.employee.tzinfo)
+        ).update(reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))))
 
 
 def task_renew_lease(*, task: Task, worker: str = WORKER_ID) -> bool:

@@ -62,6 +62,7 @@ HTTP_REQUEST = register(
         },
         default_risk=Risk.MEDIUM,
         transactional=False,
+        writes_database=False,
         check_scope=http.check_scope,
         execute=http.execute,
         scope_schema={

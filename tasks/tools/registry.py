@@ -50,6 +50,8 @@ class Tool:
     # Transactional tools write only to the database, in the same transaction as their step,
     # so they can never run twice. Others (HTTP) record an intent first and are never retried.
     transactional: bool = True
+    # Whether execute writes to the database (then it runs in one transaction with its step).
+    writes_database: bool = True
     # Tools the loop itself carries out because they park the task (escalate_to_human).
     parks_task: bool = False
     # (arguments, scope) -> a refusal message, or None when the call is inside the grant.

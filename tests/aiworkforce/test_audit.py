@@ -17,10 +17,11 @@ pytestmark = pytest.mark.django_db
 def _three_entries():
     employee = EmployeeFactory()
     actor = Actor.system("tests")
-    return [
+    entries = [
         audit_log(action="employee.created", actor=actor, subject=employee, data={"n": n})
         for n in range(3)
     ]
+    return [AuditEntry.objects.get(pk=entry.pk) for entry in entries]
 
 
 def test_entries_form_a_chain_from_genesis():
@@ -28,7 +29,23 @@ def test_entries_form_a_chain_from_genesis():
     assert first.prev_hash == GENESIS_HASH
     assert second.prev_hash == first.hash
     assert third.prev_hash == second.hash
-    assert all(e.hash == e.compute_hash() for e in AuditEntry.objects.all())
+    assert len({first.hash, second.hash, third.hash}) == 3 and len(first.hash) == 64
+
+
+def test_the_database_sets_the_hash_whatever_the_writer_sends():
+    from django.utils import timezone
+
+    forged = AuditEntry.objects.create(
+        created_at=timezone.now() - timezone.timedelta(days=30),
+        action="employee.created",
+        actor_type="system",
+        actor_label="forger",
+        prev_hash="f" * 64,
+        hash="e" * 64,
+    )
+    forged.refresh_from_db()
+    assert forged.prev_hash == GENESIS_HASH and forged.hash != "e" * 64
+    assert (timezone.now() - forged.created_at).total_seconds() < 60
 
 
 def test_raw_sql_update_of_an_audit_row_is_refused():

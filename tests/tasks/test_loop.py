@@ -180,6 +180,11 @@ def test_a_model_that_loops_is_stopped_and_escalated(model_server, clerk, settin
     assert len([s for s in _tool_steps(task) if s["status"] == "ok"]) == 2  # the third never ran
     escalation = Escalation.objects.get(task=task)
     assert "same arguments 3 times" in escalation.summary
+    # The budget set aside for the call that never happened was given back.
+    from tasks.models import DailySpend
+
+    task.refresh_from_db()
+    assert task.reserved_cost == 0 and DailySpend.objects.get(employee=clerk).reserved == 0
     # A person says stop: the task is cancelled, no further model call.
     escalation_answer(escalation=escalation, user=UserFactory(), chosen_option="Stop the task")
     assert run_task(task.pk) == TaskStatus.CANCELLED

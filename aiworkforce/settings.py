@@ -118,6 +118,16 @@ else:
     }
     EMBEDDED_DATABASE = True
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A connection pool lets many concurrent agent loops share a few connections: each hands its
+# connection back while it waits for the model (see TASKS_PER_WORKER).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 0, minimum=0)
+if DATABASE_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool requires it
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DATABASE_POOL_SIZE),
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 60,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -226,6 +236,8 @@ MAX_STEPS_PER_TASK = env_int("MAX_STEPS_PER_TASK", 25, minimum=1)  # model calls
 LOOP_BREAKER_REPEATS = env_int("LOOP_BREAKER_REPEATS", 3, minimum=2)  # same call, same arguments
 LOOP_BREAKER_ERRORS = env_int("LOOP_BREAKER_ERRORS", 3, minimum=2)  # consecutive tool errors
 TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 300, minimum=1)
+# How many tasks one worker process runs at once (threads; they mostly wait for the model).
+TASKS_PER_WORKER = env_int("TASKS_PER_WORKER", 1, minimum=1)
 HTTP_TOOL_MAX_BYTES = env_int("HTTP_TOOL_MAX_BYTES", 100_000, minimum=1)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
 # Django refuses bodies over this before our webhook view can answer 413 with a clear message.

@@ -14,8 +14,17 @@ from tasks.models import OutboxEmail, OutboxStatus
 logger = logging.getLogger(__name__)
 
 
-def run_task(task_id: int) -> str | None:
-    """Run a task until it finishes or parks; a task another worker holds is left alone."""
+def run_task(task_id: int) -> str | int | None:
+    """Run a task until it finishes or parks; a task another worker holds is left alone.
+
+    With TASKS_PER_WORKER above 1 the job also runs other queued tasks next to it.
+    """
+    from django.conf import settings
+
+    if settings.TASKS_PER_WORKER > 1:
+        from tasks.runner import run_with_companions
+
+        return run_with_companions(task_id, concurrency=settings.TASKS_PER_WORKER)
     from tasks.loop import run_task as loop_run_task
 
     return loop_run_task(task_id)

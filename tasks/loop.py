@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, audit_log
@@ -208,6 +208,7 @@ def _call_model(
         _check_employee(state, reservation.employee_status)
     if isinstance(reservation, budget.BudgetRefusal):
         _ask_for_budget(state, reservation)
+    _hand_back_connection()
     try:
         completion = provider.complete(
             messages=messages,
@@ -246,6 +247,12 @@ def _call_model(
     else:
         _finish(state, completion, llm_payload, reservation, numbers)
     return completion
+
+
+def _hand_back_connection() -> None:
+    """With a connection pool, give the connection back while we wait for the model."""
+    if connection.settings_dict["OPTIONS"].get("pool") and not connection.in_atomic_block:
+        connection.close()
 
 
 def _finish(

@@ -13,7 +13,6 @@ from openai.types.chat import ChatCompletion
 from aiworkforce.llm.pricing import cost_of, price_for, unknown_price_warning
 from aiworkforce.llm.types import Completion, ModelUnavailable, ToolCall
 
-
 _REQUEST_OPTIONS = make_request_options(security={"bearer_auth": True})
 
 

@@ -193,3 +193,43 @@ def test_parallel_runs_of_one_employee_never_jointly_pass_the_day_ceiling(model_
     spend = DailySpend.objects.get(employee=employee)
     assert spend.spent == Decimal("0.5") and spend.reserved == 0
     assert model_server.calls == 1
+
+
+def test_one_worker_runs_many_waiting_loops_at_once_on_a_small_pool(model_server, worker_env):
+    """TASKS_PER_WORKER=4 with a 3-connection pool: 8 tasks of 2 slow calls overlap."""
+    employee = EmployeeFactory(handle="busy", max_cost_per_task=Decimal("100"))
+    ToolGrantFactory(
+        employee=employee,
+        tool_name="http_request",
+        scope={"allowed_hosts": ["127.0.0.1"], "allowed_methods": ["GET"]},
+        policy=ToolPolicy.AUTO,
+    )
+    ping = model_server.base_url + "/ping"
+
+    def slow(body):
+        answered = any(message["role"] == "tool" for message in body["messages"])
+        if answered:
+            return delay(0.5, reply("done"))
+        return delay(0.5, reply(tool_calls=[("http_request", {"method": "GET", "url": ping})]))
+
+    model_server.enqueue(dynamic(slow))
+    env = {**worker_env, "Q_WORKERS": "1", "TASKS_PER_WORKER": "4", "DATABASE_POOL_SIZE": "3"}
+    cluster = Cluster(env)
+    try:
+        started = time.monotonic()
+        tasks = [
+            task_create(employee=employee, title="", input=f"job {n}", urgent=True)[0]
+            for n in range(8)
+        ]
+        _wait(
+            lambda: (
+                Task.objects.filter(pk__in=[t.pk for t in tasks], status=TaskStatus.DONE).count()
+                == 8
+            ),
+            "eight tasks to finish",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        cluster.stop()
+    # One at a time would take 8 x 2 x 0.5 s = 8 s; four at a time about 2 s.
+    assert elapsed < 5.5, f"took {elapsed:.1f}s"

@@ -213,7 +213,13 @@ def test_one_worker_runs_many_waiting_loops_at_once_on_a_small_pool(model_server
         return delay(0.5, reply(tool_calls=[("http_request", {"method": "GET", "url": ping})]))
 
     model_server.enqueue(dynamic(slow))
-    env = {**worker_env, "Q_WORKERS": "1", "TASKS_PER_WORKER": "4", "DATABASE_POOL_SIZE": "3"}
+    env = {
+        **worker_env,
+        "Q_WORKERS": "1",
+        "TASKS_PER_WORKER": "4",
+        "DATABASE_POOL_SIZE": "3",
+        "TASK_LEASE_SECONDS": "60",
+    }
     cluster = Cluster(env)
     try:
         started = time.monotonic()

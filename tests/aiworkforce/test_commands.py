@@ -127,6 +127,24 @@ def test_up_serves_the_product_runs_jobs_and_stops_cleanly_on_ctrl_c(scratch_dat
         )
         assert "result 2" in job.stdout, job.stdout + job.stderr
 
+        # Within seconds the demo workforce has worked: one task done, one waiting for
+        # approval, one escalated.
+        demo = manage(
+            "shell",
+            "-c",
+            "import time\n"
+            "from tasks.models import Task\n"
+            "for _ in range(100):\n"
+            "    statuses = sorted(Task.objects.values_list('status', flat=True))\n"
+            "    if statuses == ['done', 'waiting_approval', 'waiting_escalation']: break\n"
+            "    time.sleep(0.2)\n"
+            "print('demo', statuses)",
+            env={"DATABASE_URL": scratch_database, "AIW_VAR_DIR": str(tmp_path)},
+        )
+        assert "demo ['done', 'waiting_approval', 'waiting_escalation']" in demo.stdout, (
+            demo.stdout + demo.stderr
+        )
+
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # runserver and the cluster's processes
     finally:

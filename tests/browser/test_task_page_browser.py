@@ -26,7 +26,11 @@ def test_task_page_shows_steps_as_they_happen_and_the_result(page, live_server, 
     MembershipFactory(team=Team.objects.get(name="IT Operations"), user=user, role="approver")
     nia = Employee.objects.get(handle="nia-access")
     task, _ = task_create(
-        employee=nia, title="Access to billing", input="Sam wants billing access.", urgent=True, dispatch=False
+        employee=nia,
+        title="Access to billing",
+        input="Sam wants billing access.",
+        urgent=True,
+        dispatch=False,
     )
     _log_in(page, live_server, "lee")
     page.goto(f"{live_server.url}/tasks/{task.pk}/")
@@ -40,7 +44,9 @@ def test_task_page_shows_steps_as_they_happen_and_the_result(page, live_server, 
 
     # The trace polls itself: the escalation and its steps appear without a reload.
     expect(page.locator("[data-status]")).to_have_text("Escalated", timeout=10_000)
-    expect(page.get_by_text(re.compile(r"Escalates to a person: Access request needs a decision"))).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"Escalates to a person: Access request needs a decision"))
+    ).to_be_visible()
     expect(page.get_by_text("offline engine", exact=False).first).to_be_visible()
     assert page.evaluate("window.__noReload") is True
     page.screenshot(path="test-artifacts/task-page.png", full_page=True)
@@ -51,7 +57,10 @@ def test_a_person_of_another_team_gets_not_found(page, live_server, transactiona
     outsider = UserFactory(username="outsider")
     MembershipFactory(team=Team.objects.get(name="Customer Support"), user=outsider)
     task, _ = task_create(
-        employee=Employee.objects.get(handle="rex-it-ops"), title="Secret", input="x", dispatch=False
+        employee=Employee.objects.get(handle="rex-it-ops"),
+        title="Secret",
+        input="x",
+        dispatch=False,
     )
     _log_in(page, live_server, "outsider")
     response = page.goto(f"{live_server.url}/tasks/{task.pk}/")

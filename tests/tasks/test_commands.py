@@ -28,7 +28,14 @@ def _env(model_server=None) -> dict[str, str]:
 def test_assign_wait_json_runs_against_an_openai_compatible_server(model_server):
     EmployeeFactory(handle="writer")
     model_server.enqueue(reply("Drafted the reply.", prompt_tokens=300, completion_tokens=40))
-    result = manage("assign", "@writer", "Draft a reply to the customer", "--wait", "--json", env=_env(model_server))
+    result = manage(
+        "assign",
+        "@writer",
+        "Draft a reply to the customer",
+        "--wait",
+        "--json",
+        env=_env(model_server),
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["status"] == "done" and outcome["result"] == "Drafted the reply."
@@ -50,11 +57,21 @@ def test_assign_reports_a_parked_task_and_why(model_server):
     from tests.conftest import ToolGrantFactory
 
     employee = EmployeeFactory(handle="careful")
-    ToolGrantFactory(employee=employee, tool_name="send_email", scope={"allowed_domains": ["example.com"]}, policy=ToolPolicy.NEEDS_APPROVAL)
-    model_server.enqueue(reply(tool_calls=[("send_email", {"to": ["a@example.com"], "subject": "s", "body": "b"})]))
+    ToolGrantFactory(
+        employee=employee,
+        tool_name="send_email",
+        scope={"allowed_domains": ["example.com"]},
+        policy=ToolPolicy.NEEDS_APPROVAL,
+    )
+    model_server.enqueue(
+        reply(tool_calls=[("send_email", {"to": ["a@example.com"], "subject": "s", "body": "b"})])
+    )
     result = manage("assign", "careful", "Email a", "--wait", env=_env(model_server))
     assert result.returncode == 0, result.stderr
-    assert "Waiting for approval" in result.stdout and "why: Waiting for approval of send_email." in result.stdout
+    assert (
+        "Waiting for approval" in result.stdout
+        and "why: Waiting for approval of send_email." in result.stdout
+    )
 
 
 def test_assign_refuses_unknown_handles_and_offboarded_employees_clearly():
@@ -76,9 +93,15 @@ def test_run_task_prints_each_step_as_it_happens(model_server):
     from tests.conftest import ToolGrantFactory
 
     ToolGrantFactory(employee=employee, tool_name="create_task", scope={}, policy=ToolPolicy.AUTO)
-    task, _ = task_create(employee=employee, title="", input="Plan a follow-up", urgent=True, dispatch=False)
+    task, _ = task_create(
+        employee=employee, title="", input="Plan a follow-up", urgent=True, dispatch=False
+    )
     model_server.enqueue(
-        reply(tool_calls=[("create_task", {"title": "Later", "instructions": "Check"})], prompt_tokens=100, completion_tokens=10),
+        reply(
+            tool_calls=[("create_task", {"title": "Later", "instructions": "Check"})],
+            prompt_tokens=100,
+            completion_tokens=10,
+        ),
         reply("Planned."),
     )
     result = manage("run_task", str(task.pk), env=_env(model_server))

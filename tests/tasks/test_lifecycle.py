@@ -158,3 +158,15 @@ def test_a_live_lease_cannot_be_taken(clerk):
         lease_expires_at=timezone.now() + timedelta(minutes=5),
     )
     assert run_task(task.pk) is None
+
+
+def test_the_batch_pass_is_scheduled_once_by_name():
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+    from django_q.models import Schedule
+
+    assert Schedule.objects.filter(name="run-due", func="tasks.jobs.run_due").count() == 1
+    migration = import_module("tasks.migrations.0003_register_schedules")
+    migration.register(django_apps, None)  # running the registration again changes nothing
+    assert Schedule.objects.filter(name="run-due").count() == 1

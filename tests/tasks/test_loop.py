@@ -413,3 +413,16 @@ def test_the_api_key_never_reaches_steps_or_the_audit_trail(model_server, clerk)
     assert key not in json.dumps(list(Step.objects.values_list("payload", flat=True)))
     assert key not in json.dumps(list(AuditEntry.objects.values_list("data", flat=True)))
     assert key not in json.dumps(model_server.requests[-1]["body"])
+
+
+def test_a_model_that_does_not_answer_in_time_parks_the_task(model_server, clerk, settings):
+    from tests.fakes.openai_server import delay
+
+    settings.LLM_TIMEOUT_SECONDS = 1
+    settings.LLM_MAX_RETRIES = 0
+    model_server.enqueue(delay(3, reply("too late")))
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    task.refresh_from_db()
+    assert task.status_reason == "The model endpoint did not answer within 1s (1 attempts)."
+    assert task.reserved_cost == 0

@@ -224,6 +224,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Read by the provider layer; without a key the offline engine runs.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+# Other endpoints an employee may be pointed at. OPENAI_API_KEY is sent to these too, so an
+# endpoint typed into the admin can never receive the key unless listed here.
+OPENAI_ALLOWED_BASE_URLS = env_list("OPENAI_ALLOWED_BASE_URLS", [])
 DEFAULT_MODEL = env_str("DEFAULT_MODEL", "gpt-4o-mini")
 DEFAULT_PRICE_PER_MTOK_IN = env_decimal("DEFAULT_PRICE_PER_MTOK_IN", "1.00")
 DEFAULT_PRICE_PER_MTOK_OUT = env_decimal("DEFAULT_PRICE_PER_MTOK_OUT", "4.00")

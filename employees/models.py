@@ -184,6 +184,17 @@ class Employee(models.Model):
     def __str__(self) -> str:
         return f"{self.name} (@{self.handle})"
 
+    def clean(self) -> None:
+        from aiworkforce.llm import endpoint_allowed
+
+        if self.model_base_url and not endpoint_allowed(self.model_base_url):
+            raise ValidationError(
+                {
+                    "model_base_url": "The API key would be sent to this endpoint: add it to "
+                    "OPENAI_ALLOWED_BASE_URLS first (or leave it blank for OPENAI_BASE_URL)."
+                }
+            )
+
     @property
     def brief(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in BRIEF_FIELDS}

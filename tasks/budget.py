@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aiworkforce.llm import price_for
@@ -72,7 +73,7 @@ def budget_plan(*, task: Task, model: str, prompt_tokens: int, worker: str) -> P
     """The worst case of one call: the prompt estimate plus every token it may produce."""
     employee = task.employee
     turn_limit = _turn_limit(task)
-    max_tokens = min(turn_limit - prompt_tokens, 16_384)
+    max_tokens = min(turn_limit - prompt_tokens, 4096)
     if max_tokens < 64:
         return BudgetRefusal(
             "turn",
@@ -129,6 +130,7 @@ rsv_task AS (
     WHERE t.id = %(rsv_task)s AND t.status = 'running' AND t.lease_owner = %(rsv_worker)s
       AND e.status IN ('active', 'shadow')
       AND t.cost + t.reserved_cost + %(rsv_amount)s <= %(rsv_task_limit)s
+    FOR UPDATE OF t
 ), rsv_day AS (
     UPDATE tasks_dailyspend SET reserved = reserved + %(rsv_amount)s
     WHERE employee_id = %(rsv_employee)s AND day = %(rsv_day)s
@@ -185,14 +187,16 @@ def budget_settle(
     tokens_out: int = 0,
 ) -> None:
     """Replace a reservation by what the call cost (inside the step's transaction)."""
+    # GREATEST: after a reclaim the new owner has already zeroed this reservation.
     Task.objects.filter(pk=task.pk).update(
-        reserved_cost=F("reserved_cost") - reservation.amount,
+        reserved_cost=Greatest(F("reserved_cost") - reservation.amount, Value(Decimal("0"))),
         cost=F("cost") + actual,
         tokens_in=F("tokens_in") + tokens_in,
         tokens_out=F("tokens_out") + tokens_out,
     )
     DailySpend.objects.filter(employee=task.employee_id, day=reservation.day).update(
-        reserved=F("reserved") - reservation.amount, spent=F("spent") + actual
+        reserved=Greatest(F("reserved") - reservation.amount, Value(Decimal("0"))),
+        spent=F("spent") + actual,
     )
 
 

@@ -17,13 +17,23 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aiworkforce.audit import Actor, audit_insert_sql, audit_log
+from aiworkforce.audit import Actor, audit_insert_sql
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from tasks import budget, services
 from tasks.context import Transcript, rebuild, system_prompt
 from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
-from tasks.steps import STEP_INSERT, Part, release_part, settle_parts, step_params, step_write
+from tasks.steps import (
+    GUARDED,
+    GUARDS,
+    STEP_INSERT,
+    Part,
+    guard_part,
+    release_part,
+    settle_parts,
+    step_params,
+    step_write,
+)
 from tasks.tools import ToolContext, UnknownToolError, get_tool, validate_arguments
 
 logger = logging.getLogger(__name__)
@@ -151,23 +161,28 @@ def _record(
     *,
     before: list[Part] = (),
     after: list[Part] = (),
-    when: str = "",
+    guard: str | None = "owned",
     **numbers,
-) -> Step | None:
-    """Write one step (with whatever must commit with it) in one statement."""
+) -> Step:
+    """Write one step (with whatever must commit with it) in one statement.
+
+    With a guard the step is written only if the task is still this worker's (and, for
+    "acting", the employee may still act); otherwise the loop stops here (see _stop).
+    """
+    parts = [guard_part(guard, task=state.task, worker=state.worker), *before] if guard else before
     step = step_write(
         task=state.task,
         run=state.run,
         seq=state.next_seq,
         kind=kind,
         payload=payload,
-        before=before,
+        before=parts,
         after=after,
-        when=when,
+        when=GUARDED if guard else "",
         **numbers,
     )
     if step is None:
-        return None
+        _stop(state)
     state.steps.append(step)
     state.next_seq += 1
     if state.on_step:
@@ -175,7 +190,20 @@ def _record(
     return step
 
 
-def _audit_part(state: LoopState, action: str, data: dict, when: str = "") -> Part:
+def _stop(state: LoopState) -> None:
+    """A guarded write found the task no longer ours, or its employee unable to act."""
+    row = (
+        Task.objects.filter(pk=state.task.pk)
+        .values("status", "lease_owner", "employee__status")
+        .first()
+    )
+    if row is None or row["status"] != TaskStatus.RUNNING or row["lease_owner"] != state.worker:
+        raise Parked  # cancelled, or reclaimed by another worker: write nothing more
+    _check_employee(state, row["employee__status"])
+    raise Parked
+
+
+def _audit_part(state: LoopState, action: str, data: dict, when: str = GUARDED) -> Part:
     sql, params = audit_insert_sql(
         action=action,
         actor=Actor.for_employee(state.task.employee),
@@ -188,6 +216,23 @@ def _audit_part(state: LoopState, action: str, data: dict, when: str = "") -> Pa
 
 def _park(state: LoopState, status: str, reason: str) -> None:
     services.task_release(task=state.task, status=status, reason=reason, worker=state.worker)
+    state.outcome = status
+    raise Parked
+
+
+def _park_with(state: LoopState, status: str, reason: str, write) -> None:
+    """Create what the task waits for (an approval, an escalation) and park, atomically.
+
+    A decision made the moment the request exists then finds the task already parked, so
+    its resume cannot be lost.
+    """
+    with transaction.atomic():
+        write()
+        if not services.task_release(
+            task=state.task, status=status, reason=reason, worker=state.worker
+        ):
+            transaction.set_rollback(True)
+            raise Parked
     state.outcome = status
     raise Parked
 
@@ -221,6 +266,10 @@ def _call_model(
             budget.budget_release(task=task, reservation=reservation)
             _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
         _park(state, TaskStatus.MODEL_UNAVAILABLE, str(exc))
+    except BaseException:
+        budget.budget_release(task=task, reservation=reservation)
+        raise
+    _own_call_ids(state, completion)
     llm_payload = {
         "message": completion.as_message(),
         "model": completion.model,
@@ -234,19 +283,51 @@ def _call_model(
         "cost": completion.cost,
         "latency_ms": completion.latency_ms,
     }
-    if completion.tool_calls:
-        settle = settle_parts(
+    settle = settle_parts(
+        task=task,
+        reserved=reservation.amount,
+        cost=completion.cost,
+        tokens_in=completion.prompt_tokens,
+        tokens_out=completion.completion_tokens,
+        day=reservation.day,
+    )
+    try:
+        if completion.tool_calls:
+            # The call happened and cost money: settle even if the step cannot be written.
+            _record(state, StepKind.LLM_CALL, llm_payload, after=settle, **numbers)
+        else:
+            _finish(state, completion, llm_payload, numbers, reservation)
+    except Parked:
+        raise
+    except BaseException:
+        budget.budget_settle(
             task=task,
-            reserved=reservation.amount,
-            cost=completion.cost,
+            reservation=reservation,
+            actual=completion.cost,
             tokens_in=completion.prompt_tokens,
             tokens_out=completion.completion_tokens,
-            day=reservation.day,
         )
-        _record(state, StepKind.LLM_CALL, llm_payload, after=settle, **numbers)
-    else:
-        _finish(state, completion, llm_payload, reservation, numbers)
+        raise
     return completion
+
+
+def _own_call_ids(state: LoopState, completion) -> None:
+    """Tool calls are matched to their results by id: never trust an empty or repeated one."""
+    seen = {
+        call["id"]
+        for step in state.steps
+        if step.kind == StepKind.LLM_CALL
+        for call in step.payload["message"].get("tool_calls", [])
+    }
+    calls = []
+    for number, call in enumerate(completion.tool_calls, start=1):
+        if not call.id or call.id in seen:
+            call = type(call)(
+                id=f"call_{state.next_seq}_{number}", name=call.name, arguments=call.arguments
+            )
+        seen.add(call.id)
+        calls.append(call)
+    completion.tool_calls = calls
 
 
 def _hand_back_connection() -> None:
@@ -255,10 +336,8 @@ def _hand_back_connection() -> None:
         connection.close()
 
 
-def _finish(
-    state: LoopState, completion, llm_payload: dict, reservation: budget.Reservation, numbers: dict
-) -> None:
-    """Record the final answer: model step, final step, release, audit, in one statement.
+def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, reservation) -> None:
+    """Record the final answer: model step, final step, settlement, release, audit, at once.
 
     Both steps record the same model response and nothing happens between them, so they
     commit together, and only if the task is still this worker's.
@@ -267,6 +346,12 @@ def _finish(
     if completion.offline and not result.startswith(OFFLINE_LABEL):
         result = f"{OFFLINE_LABEL} {result}"
     still_ours = "EXISTS (SELECT 1 FROM released)"
+    settle = (
+        reservation.amount,
+        completion.cost,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+    )
     released = release_part(
         task=state.task,
         worker=state.worker,
@@ -274,21 +359,15 @@ def _finish(
         reason="",
         result=result,
         finished=True,
-        settle=(
-            reservation.amount,
-            completion.cost,
-            completion.prompt_tokens,
-            completion.completion_tokens,
-        ),
+        settle=settle,
     )
-    _, settle_day = settle_parts(
-        task=state.task,
-        reserved=reservation.amount,
-        cost=completion.cost,
-        tokens_in=completion.prompt_tokens,
-        tokens_out=completion.completion_tokens,
-        day=reservation.day,
+    settle_day = (
+        "settle_day",
+        "UPDATE tasks_dailyspend SET reserved = GREATEST(reserved - %s, 0), spent = spent + %s "
+        "WHERE employee_id = %s AND day = %s AND EXISTS (SELECT 1 FROM released)",
+        [reservation.amount, completion.cost, state.task.employee_id, reservation.day],
     )
+    final_payload = {"result": result, "offline": completion.offline}
     llm_step = step_write(
         task=state.task,
         run=state.run,
@@ -299,13 +378,13 @@ def _finish(
         after=[
             (
                 "final_step",
-                STEP_INSERT,
+                STEP_INSERT + " WHERE EXISTS (SELECT 1 FROM released)",  # noqa: S608
                 step_params(
                     task=state.task,
                     run=state.run,
                     seq=state.next_seq + 1,
                     kind=StepKind.FINAL,
-                    payload={"result": result, "offline": completion.offline},
+                    payload=final_payload,
                 ),
             ),
             (
@@ -320,7 +399,15 @@ def _finish(
         **numbers,
     )
     if llm_step is None:
-        raise Parked  # another worker holds the task now: this answer is not recorded
+        # Cancelled or reclaimed meanwhile: the answer is not recorded, but its cost is.
+        budget.budget_settle(
+            task=state.task,
+            reservation=reservation,
+            actual=completion.cost,
+            tokens_in=completion.prompt_tokens,
+            tokens_out=completion.completion_tokens,
+        )
+        raise Parked
     state.steps.append(llm_step)
     state.next_seq += 2
     if state.on_step:
@@ -331,7 +418,7 @@ def _finish(
                 run=state.run,
                 seq=llm_step.seq + 1,
                 kind=StepKind.FINAL,
-                payload={"result": result, "offline": completion.offline},
+                payload=final_payload,
             )
         )
     state.task.status = TaskStatus.DONE
@@ -371,12 +458,7 @@ def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
             raw_arguments,
             "refused",
             {"error": f"Tool '{name}' is not available to you. Use only your granted tools."},
-        )
-        audit_log(
-            action="tool.refused",
-            actor=Actor.for_employee(state.task.employee),
-            subject=state.task,
-            data={"tool": name, "reason": "not granted"},
+            audit=("tool.refused", {"tool": name, "reason": "not granted"}),
         )
         _maybe_break_loop(state)
         return
@@ -398,13 +480,13 @@ def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
         refusal = tool.check_scope(arguments, grant.scope)
         if refusal:
             _result(
-                state, call_id, name, arguments, "refused", {"error": f"Not allowed: {refusal}"}
-            )
-            audit_log(
-                action="tool.refused",
-                actor=Actor.for_employee(state.task.employee),
-                subject=state.task,
-                data={"tool": name, "reason": refusal},
+                state,
+                call_id,
+                name,
+                arguments,
+                "refused",
+                {"error": f"Not allowed: {refusal}"},
+                audit=("tool.refused", {"tool": name, "reason": refusal}),
             )
             _maybe_break_loop(state)
             return
@@ -416,23 +498,7 @@ def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
         return
     _check_repeats(state, transcript, name, arguments)
     if tool.side_effects and state.task.employee.status == EmployeeStatus.SHADOW:
-        _result(
-            state,
-            call_id,
-            name,
-            arguments,
-            "proposed",
-            {
-                "summary": "proposed only: the employee is in shadow mode, nothing was executed",
-                "proposed_arguments": arguments,
-            },
-        )
-        audit_log(
-            action="tool.proposed",
-            actor=Actor.for_employee(state.task.employee),
-            subject=state.task,
-            data={"tool": name, "arguments": arguments},
-        )
+        _propose(state, call_id, name, arguments)
         return
     if tool.parks_task:
         _escalate_call(state, call_id, arguments)
@@ -442,56 +508,90 @@ def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
 
 
 def _result(
-    state: LoopState, call_id: str, name: str, arguments, status: str, result: dict
+    state: LoopState,
+    call_id: str,
+    name: str,
+    arguments,
+    status: str,
+    result: dict,
+    *,
+    audit: tuple[str, dict] | None = None,
+    guard: str = "owned",
 ) -> Step:
+    """Record a tool call's outcome (and its audit entry, in the same statement)."""
+    after = [_audit_part(state, audit[0], audit[1])] if audit else []
     return _record(
         state,
         StepKind.TOOL_CALL,
+        _tool_payload(call_id, name, arguments, status, result),
+        after=after,
+        guard=guard,
+    )
+
+
+def _propose(state: LoopState, call_id: str, name: str, arguments: dict) -> None:
+    """Shadow mode: record what would have been done, do nothing."""
+    _result(
+        state,
+        call_id,
+        name,
+        arguments,
+        "proposed",
         {
-            "call_id": call_id,
-            "name": name,
-            "arguments": arguments,
-            "status": status,
-            "result": result,
+            "summary": "proposed only: the employee is in shadow mode, nothing was executed",
+            "proposed_arguments": arguments,
         },
+        audit=("tool.proposed", {"tool": name, "arguments": arguments}),
     )
 
 
 def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: dict) -> None:
+    """Run a granted, valid, approved call once; only while the task and employee may act."""
     context = ToolContext(
         task=state.task, employee=state.task.employee, call_id=call_id, scope=grant.scope
     )
 
-    def record(status: str, result: dict) -> None:
-        audit = _audit_part(
-            state, "tool.executed", {"tool": tool.name, "arguments": arguments, "status": status}
-        )
-        _record(
+    def record(result: dict) -> None:
+        status = "error" if "error" in result else "ok"
+        _result(
             state,
-            StepKind.TOOL_CALL,
-            _tool_payload(call_id, tool.name, arguments, status, result),
-            after=[audit],
+            call_id,
+            tool.name,
+            arguments,
+            status,
+            result,
+            audit=("tool.executed", {"tool": tool.name, "arguments": arguments, "status": status}),
         )
 
     if not tool.transactional:
-        # Not undoable: record the intent first, so a crash mid-call is never retried blindly.
-        _result(state, call_id, tool.name, arguments, "started", {})
-        result = _run_tool(tool, context, arguments)
-        record("error" if "error" in result else "ok", result)
+        # Not undoable: record the intent first (only while the employee may act), so a crash
+        # mid-call is never retried blindly.
+        _result(state, call_id, tool.name, arguments, "started", {}, guard="acting")
+        record(_run_tool(tool, context, arguments))
     elif tool.writes_database:
-        # The tool's own writes (outbox row, follow-up task) commit with its step, or not at all.
+        # The tool's own writes (outbox row, follow-up task) commit with its step, or not at
+        # all; the task row stays locked meanwhile, so a cancel or pause waits for us.
         try:
             with transaction.atomic():
-                result = tool.execute(context, arguments)
-                record("error" if "error" in result else "ok", result)
+                if not _lock_while_acting(state):
+                    transaction.set_rollback(True)
+                    raise Parked
+                record(tool.execute(context, arguments))
+        except Parked:
+            _stop(state)
         except Exception as exc:
             logger.warning("tool %s failed: %s", tool.name, exc)
-            record("error", {"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]})
+            record({"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]})
     else:
-        result = _run_tool(tool, context, arguments)
-        record("error" if "error" in result else "ok", result)
+        record(_run_tool(tool, context, arguments))
     if state.steps[-1].payload["status"] == "error":
         _maybe_break_loop(state)
+
+
+def _lock_while_acting(state: LoopState) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(GUARDS["acting"], [state.task.pk, state.worker])
+        return cursor.fetchone() is not None
 
 
 def _tool_payload(call_id: str, name: str, arguments, status: str, result: dict) -> dict:
@@ -520,18 +620,16 @@ def _ask_for_approval(
 ) -> None:
     from approvals.services import approval_request_create
 
-    reason = (
-        next(
-            (
-                m.get("content")
-                for m in reversed(transcript.messages)
-                if m["role"] == "assistant" and m.get("content")
-            ),
-            "",
-        )
-        or ""
+    reason = next(
+        (
+            m["content"]
+            for m in reversed(transcript.messages)
+            if m["role"] == "assistant" and m.get("content")
+        ),
+        "",
     )
-    with transaction.atomic():
+
+    def ask() -> None:
         approval = approval_request_create(
             task=state.task,
             tool_name=tool.name,
@@ -550,26 +648,28 @@ def _ask_for_approval(
                 "approval_id": approval.pk,
             },
         )
-    _park(state, TaskStatus.WAITING_APPROVAL, f"Waiting for approval of {tool.name}.")
+
+    _park_with(state, TaskStatus.WAITING_APPROVAL, f"Waiting for approval of {tool.name}.", ask)
 
 
 def _ask_for_budget(state: LoopState, refusal: budget.BudgetRefusal) -> None:
     from approvals.services import budget_raise_request_create
 
-    with transaction.atomic():
+    def ask() -> None:
         approval = budget_raise_request_create(task=state.task, refusal=refusal)
         _record(
             state,
             StepKind.APPROVAL_WAIT,
             {"budget": refusal.scope, "approval_id": approval.pk, "message": refusal.message},
         )
-    _park(state, TaskStatus.BUDGET_EXHAUSTED, refusal.message)
+
+    _park_with(state, TaskStatus.BUDGET_EXHAUSTED, refusal.message, ask)
 
 
 def _escalate_call(state: LoopState, call_id: str, arguments: dict) -> None:
     from approvals.services import escalation_create
 
-    with transaction.atomic():
+    def ask() -> None:
         escalation = escalation_create(
             task=state.task,
             summary=arguments["summary"],
@@ -582,14 +682,15 @@ def _escalate_call(state: LoopState, call_id: str, arguments: dict) -> None:
             StepKind.ESCALATION,
             {"call_id": call_id, "escalation_id": escalation.pk, "summary": arguments["summary"]},
         )
-    _park(state, TaskStatus.WAITING_ESCALATION, f"Escalated: {arguments['summary']}")
+
+    _park_with(state, TaskStatus.WAITING_ESCALATION, f"Escalated: {arguments['summary']}", ask)
 
 
 def _escalate_loop(state: LoopState, why: str) -> None:
     """The loop breaker: stop before burning more money, and ask a person."""
     from approvals.services import escalation_create
 
-    with transaction.atomic():
+    def ask() -> None:
         escalation = escalation_create(
             task=state.task,
             summary=f"{state.task.employee.name} stopped: {why}",
@@ -598,7 +699,8 @@ def _escalate_loop(state: LoopState, why: str) -> None:
             recommendation="Stop the task",
         )
         _record(state, StepKind.ESCALATION, {"escalation_id": escalation.pk, "summary": why})
-    _park(state, TaskStatus.WAITING_ESCALATION, f"Loop breaker: {why}")
+
+    _park_with(state, TaskStatus.WAITING_ESCALATION, f"Loop breaker: {why}", ask)
 
 
 def _check_repeats(state: LoopState, transcript: Transcript, name: str, arguments: dict) -> None:
@@ -691,6 +793,9 @@ def _resume_waiting_call(state: LoopState, wait: Step, call_id: str, name: str) 
             "refused",
             {"error": f"Not executed: {problem or refusal}"},
         )
+        return
+    if tool.side_effects and state.task.employee.status == EmployeeStatus.SHADOW:
+        _propose(state, call_id, name, arguments)  # put in shadow mode since it was approved
         return
     _execute(state, call_id, tool, grant, arguments)
 

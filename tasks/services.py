@@ -253,18 +253,24 @@ def task_release(
         fields["result"] = result
     if status in FINISHED_STATUSES:
         fields["finished_at"] = now
-    changed = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, lease_owner=worker).update(
-        **fields
-    )
+    with transaction.atomic():  # the change and its audit entry commit together
+        changed = Task.objects.filter(
+            pk=task.pk, status=TaskStatus.RUNNING, lease_owner=worker
+        ).update(**fields)
+        if changed:
+            _audit_release(task, status, reason)
     if changed:
         task.status, task.status_reason = status, reason
-        audit_log(
-            action=f"task.{_RELEASE_VERBS.get(status, 'parked')}",
-            actor=Actor.for_employee(task.employee),
-            subject=task,
-            data={"status": status, "reason": reason[:500]},
-        )
     return bool(changed)
+
+
+def _audit_release(task: Task, status: str, reason: str) -> None:
+    audit_log(
+        action=f"task.{_RELEASE_VERBS.get(status, 'parked')}",
+        actor=Actor.for_employee(task.employee),
+        subject=task,
+        data={"status": status, "reason": reason[:500]},
+    )
 
 
 _RELEASE_VERBS = {
@@ -287,6 +293,7 @@ def task_resume(*, task: Task, from_statuses: set[str], actor: Actor, reason: st
     return True
 
 
+@transaction.atomic
 def task_cancel(*, task: Task, actor: Actor, reason: str) -> bool:
     """Stop a task that has not finished; its history stays."""
     now = timezone.now()

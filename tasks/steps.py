@@ -23,6 +23,26 @@ STEP_INSERT = (
 
 Part = tuple[str, str, list]  # (name, SQL, parameters) of one CTE
 
+# Guards: a step is written only while its worker still holds the task ("owned"), and a step
+# that acts on the world only while the employee may still act ("acting"). The row lock makes
+# a concurrent cancel or pause wait for the statement, never slip in between.
+GUARDS = {
+    "owned": (
+        "SELECT t.id FROM tasks_task t WHERE t.id = %s AND t.status = 'running' "
+        "AND t.lease_owner = %s FOR UPDATE"
+    ),
+    "acting": (
+        "SELECT t.id FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id "
+        "WHERE t.id = %s AND t.status = 'running' AND t.lease_owner = %s "
+        "AND e.status IN ('active', 'shadow') FOR UPDATE OF t"
+    ),
+}
+GUARDED = "EXISTS (SELECT 1 FROM guard)"
+
+
+def guard_part(kind: str, *, task: Task, worker: str) -> Part:
+    return ("guard", GUARDS[kind], [task.pk, worker])
+
 
 def step_write(
     *,
@@ -108,14 +128,16 @@ def settle_parts(
     return [
         (
             "settle_task",
-            "UPDATE tasks_task SET reserved_cost = reserved_cost - %s, cost = cost + %s, "
-            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s WHERE id = %s",
+            # GREATEST: after a reclaim the new owner has already zeroed this reservation.
+            "UPDATE tasks_task SET reserved_cost = GREATEST(reserved_cost - %s, 0), "
+            "cost = cost + %s, tokens_in = tokens_in + %s, tokens_out = tokens_out + %s "
+            "WHERE id = %s",
             [reserved, cost, tokens_in, tokens_out, task.pk],
         ),
         (
             "settle_day",
-            "UPDATE tasks_dailyspend SET reserved = reserved - %s, spent = spent + %s "
-            "WHERE employee_id = %s AND day = %s",
+            "UPDATE tasks_dailyspend SET reserved = GREATEST(reserved - %s, 0), "
+            "spent = spent + %s WHERE employee_id = %s AND day = %s",
             [reserved, cost, task.employee_id, day],
         ),
     ]
@@ -145,7 +167,7 @@ def release_part(
         sets += ", finished_at = now()"
     if settle is not None:
         sets += (
-            ", reserved_cost = reserved_cost - %s, cost = cost + %s, "
+            ", reserved_cost = GREATEST(reserved_cost - %s, 0), cost = cost + %s, "
             "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s"
         )
         params.extend(settle)

@@ -29,13 +29,35 @@ def offline_mode() -> bool:
     return not settings.OPENAI_API_KEY
 
 
+def endpoint_allowed(base_url: str) -> bool:
+    """May the API key be sent to this endpoint? Only OPENAI_BASE_URL and the allow-list."""
+    normalised = base_url.rstrip("/")
+    allowed = {settings.OPENAI_BASE_URL, *settings.OPENAI_ALLOWED_BASE_URLS}
+    return normalised in {url.rstrip("/") for url in allowed if url}
+
+
+class _RefusedEndpoint:
+    """Stands in for a provider whose endpoint is not allowed: every call is refused."""
+
+    offline = False
+
+    def __init__(self, model: str, base_url: str) -> None:
+        self.model, self.base_url = model, base_url
+
+    def complete(self, **kwargs):
+        raise ModelUnavailable(
+            f"The employee's model endpoint {self.base_url} is not in OPENAI_ALLOWED_BASE_URLS, "
+            "so the API key is not sent there."
+        )
+
+
 def provider_for(task) -> ChatProvider:
     """The provider for a task's employee: its own model and endpoint, else the defaults."""
     employee = task.employee
     if offline_mode():
         return OfflineEngine(sop=employee.sop, title=task.title, task_input=task.input)
-    return OpenAIProvider(
-        model=employee.model_name or settings.DEFAULT_MODEL,
-        base_url=employee.model_base_url or settings.OPENAI_BASE_URL,
-        api_key=settings.OPENAI_API_KEY,
-    )
+    model = employee.model_name or settings.DEFAULT_MODEL
+    base_url = employee.model_base_url or settings.OPENAI_BASE_URL
+    if employee.model_base_url and not endpoint_allowed(employee.model_base_url):
+        return _RefusedEndpoint(model, employee.model_base_url)
+    return OpenAIProvider(model=model, base_url=base_url, api_key=settings.OPENAI_API_KEY)

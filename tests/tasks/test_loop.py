@@ -426,3 +426,102 @@ def test_a_model_that_does_not_answer_in_time_parks_the_task(model_server, clerk
     task.refresh_from_db()
     assert task.status_reason == "The model endpoint did not answer within 1s (1 attempts)."
     assert task.reserved_cost == 0
+
+
+# --- found in review: work must stop the moment it is no longer ours ----------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_cancelled_during_the_model_call_runs_none_of_its_tools(model_server, clerk):
+    from aiworkforce.audit import Actor
+    from tasks.services import task_cancel
+
+    task = _task(clerk)
+
+    def cancel_then_answer(body):
+        # A person cancels while the model is thinking (this runs in the server's thread).
+        from django.db import connection
+
+        try:
+            task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("test"), reason="stop")
+        finally:
+            connection.close()
+        return reply(tool_calls=[("create_task", {"title": "x", "instructions": "y"})])
+
+    from tests.fakes.openai_server import dynamic
+
+    model_server.enqueue(dynamic(cancel_then_answer))
+    run_task(task.pk)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.CANCELLED
+    assert Task.objects.count() == 1  # no follow-up was created
+    assert not Step.objects.filter(task=task, kind=StepKind.TOOL_CALL).exists()
+
+
+def test_an_approved_call_is_only_proposed_if_the_employee_was_put_in_shadow_meanwhile(
+    model_server, clerk
+):
+    from aiworkforce.audit import Actor
+    from employees import services as employee_services
+
+    model_server.enqueue(_email_call(), reply("ok"))
+    task = _task(clerk)
+    run_task(task.pk)
+    approval_decide(
+        approval=ApprovalRequest.objects.get(task=task), user=UserFactory(), decision="approved"
+    )
+    employee_services.employee_transition(employee=clerk, to="shadow", actor=Actor.system("t"))
+    run_task(task.pk)
+    assert not OutboxEmail.objects.exists()
+    assert _tool_steps(task)[-1]["status"] == "proposed"
+
+
+def test_empty_or_repeated_tool_call_ids_are_replaced(model_server, clerk):
+    from tests.fakes.openai_server import Reply
+
+    # A server that reuses the id of an earlier call: results must not be mixed up.
+    model_server.enqueue(
+        reply(tool_calls=[("create_task", {"title": "a", "instructions": "a"})]),
+        reply(tool_calls=[("create_task", {"title": "b", "instructions": "b"})]),
+        reply("done"),
+    )
+    task = _task(clerk)
+    original_complete = None
+    from aiworkforce.llm import openai_provider
+
+    original_complete = openai_provider.OpenAIProvider.complete
+
+    def same_ids(self, **kwargs):
+        completion = original_complete(self, **kwargs)
+        completion.tool_calls = [
+            type(c)(id="dup", name=c.name, arguments=c.arguments) for c in completion.tool_calls
+        ]
+        return completion
+
+    openai_provider.OpenAIProvider.complete = same_ids
+    try:
+        assert run_task(task.pk) == TaskStatus.DONE
+    finally:
+        openai_provider.OpenAIProvider.complete = original_complete
+    ids = [s["call_id"] for s in _tool_steps(task)]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert Task.objects.filter(requested_by_employee=clerk).count() == 2
+    del Reply
+
+
+def test_an_employee_endpoint_must_be_allowed_before_the_key_goes_there(
+    model_server, clerk, settings
+):
+    from django.core.exceptions import ValidationError
+
+    clerk.model_base_url = "https://attacker.example/v1"
+    with pytest.raises(ValidationError, match="OPENAI_ALLOWED_BASE_URLS"):
+        clerk.full_clean()
+    clerk.save()  # even if it got in some other way, the key is never sent there
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    task.refresh_from_db()
+    assert "not in OPENAI_ALLOWED_BASE_URLS" in task.status_reason
+    assert model_server.calls == 0
+    settings.OPENAI_ALLOWED_BASE_URLS = ["https://attacker.example/v1/"]
+    clerk.full_clean()  # allowed once listed

@@ -227,13 +227,15 @@ def test_one_worker_runs_many_waiting_loops_at_once_on_a_small_pool(model_server
             task_create(employee=employee, title="", input=f"job {n}", urgent=True)[0]
             for n in range(8)
         ]
-        _wait(
-            lambda: (
-                Task.objects.filter(pk__in=[t.pk for t in tasks], status=TaskStatus.DONE).count()
-                == 8
-            ),
-            "eight tasks to finish",
-        )
+        ids = [t.pk for t in tasks]
+        try:
+            _wait(
+                lambda: Task.objects.filter(pk__in=ids, status=TaskStatus.DONE).count() == 8,
+                "eight tasks to finish",
+            )
+        except AssertionError:
+            states = list(Task.objects.filter(pk__in=ids).values_list("status", "status_reason"))
+            raise AssertionError(f"{states}\n{''.join(cluster.output[-60:])}") from None
         elapsed = time.monotonic() - started
     finally:
         cluster.stop()

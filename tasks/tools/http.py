@@ -84,7 +84,9 @@ def execute(context: ToolContext, arguments: dict) -> dict:
     if refusal:
         return {"error": refusal}
     headers = {
-        name: value for name, value in arguments.get("headers", {}).items() if name.lower() != "host"
+        name: value
+        for name, value in arguments.get("headers", {}).items()
+        if name.lower() != "host"
     }
     body = arguments.get("body")
     request = urllib.request.Request(  # noqa: S310 - scheme checked in check_scope
@@ -95,7 +97,7 @@ def execute(context: ToolContext, arguments: dict) -> dict:
     )
     deadline = time.monotonic() + timeout
     try:
-        response = _OPENER.open(request, timeout=timeout)  # noqa: S310
+        response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         response = exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:

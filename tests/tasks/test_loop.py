@@ -443,7 +443,9 @@ def test_a_task_cancelled_during_the_model_call_runs_none_of_its_tools(model_ser
         from django.db import connection
 
         try:
-            task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("test"), reason="stop")
+            task_cancel(
+                task=Task.objects.get(pk=task.pk), actor=Actor.system("test"), reason="stop"
+            )
         finally:
             connection.close()
         return reply(tool_calls=[("create_task", {"title": "x", "instructions": "y"})])

@@ -7,7 +7,14 @@ from django.http import HttpRequest
 
 
 def product(request: HttpRequest) -> dict:
+    user = getattr(request, "user", None)
+    inbox_count = 0
+    if user is not None and user.is_authenticated:
+        from approvals.selectors import pending_count_for
+
+        inbox_count = pending_count_for(user)
     return {
+        "inbox_count": inbox_count,
         "product_name": settings.PRODUCT_NAME,
         "offline_mode": not settings.OPENAI_API_KEY,
         "allow_signup": settings.ALLOW_SIGNUP,

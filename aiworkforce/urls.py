@@ -20,5 +20,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("employees/", include("employees.urls")),
     path("hooks/", include("tasks.webhook_urls")),
+    path("inbox/", include("approvals.urls")),
     path("tasks/", include("tasks.urls")),
 ]

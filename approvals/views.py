@@ -1,0 +1,225 @@
+"""The approval inbox and the escalation desk (HTMX): people decide what employees may do."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from aiworkforce.http import HtmxHttpRequest
+from approvals import selectors
+from approvals.forms import EmailEditForm, InboxFilterForm
+from approvals.models import ApprovalKind, ApprovalStatus
+from approvals.services import DecisionConflict, approval_decide, escalation_answer
+
+PAGE_SIZE = 25
+
+
+def _filters_only(params: QueryDict) -> QueryDict:
+    kept = QueryDict(mutable=True)
+    for name in ("q", "team", "employee", "risk", "kind"):
+        if params.get(name):
+            kept[name] = params[name]
+    return kept
+
+
+def _client_address(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _row(request, approval, *, error: str = "", editing: bool = False, form=None) -> HttpResponse:
+    return render(
+        request,
+        "approvals/inbox.html#approval-row",
+        {"approval": approval, "error": error, "editing": editing, "edit_form": form},
+    )
+
+
+@require_GET
+def inbox(request: HtmxHttpRequest) -> HttpResponse:
+    """Pending approvals of the person's teams; filters and search swap only the list."""
+    return _inbox_response(request, request.GET)
+
+
+def _inbox_response(request: HtmxHttpRequest, params: QueryDict) -> HttpResponse:
+    teams = list(selectors.teams_deciding_for(request.user))
+    employees = list(selectors.employees_deciding_for(request.user).only("pk", "name"))
+    form = InboxFilterForm(params or None, teams=teams, employees=employees)
+    filters = form.cleaned_data if form.is_valid() else {}
+    pending = selectors.approvals_pending_for(
+        request.user,
+        team=filters.get("team"),
+        employee=filters.get("employee"),
+        risk=filters.get("risk", ""),
+        kind=filters.get("kind", ""),
+        query=(filters.get("q") or "").strip(),
+    )
+    page = Paginator(pending, PAGE_SIZE).get_page(params.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "can_decide": bool(teams),
+        "filtered": any(filters.get(name) for name in ("team", "employee", "risk", "kind", "q")),
+        "query_string": _filters_only(params).urlencode(),
+    }
+    template = "approvals/inbox.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#inbox-list"
+    return render(request, template, context)
+
+
+@require_GET
+def inbox_count_hx(request: HtmxHttpRequest) -> HttpResponse:
+    """The navigation badge: pending approvals and open escalations."""
+    return render(
+        request, "base.html#inbox-badge", {"inbox_count": selectors.pending_count_for(request.user)}
+    )
+
+
+@require_POST
+def approval_approve_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Approve one request as proposed; the task resumes and runs exactly this action."""
+    approval = selectors.approval_for_user(request.user, pk)
+    try:
+        approval = approval_decide(
+            approval=approval,
+            user=request.user,
+            decision=ApprovalStatus.APPROVED,
+            client_address=_client_address(request),
+        )
+    except DecisionConflict as exc:
+        return _row(request, approval, error=str(exc))
+    return _row(request, approval)
+
+
+@require_POST
+def approval_reject_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Reject with a reason; the employee gets the reason back and learns from it."""
+    approval = selectors.approval_for_user(request.user, pk)
+    try:
+        approval = approval_decide(
+            approval=approval,
+            user=request.user,
+            decision=ApprovalStatus.REJECTED,
+            comment=request.POST.get("reason", ""),
+            client_address=_client_address(request),
+        )
+    except (DecisionConflict, ValidationError) as exc:
+        return _row(request, approval, error=" ".join(getattr(exc, "messages", [str(exc)])))
+    return _row(request, approval)
+
+
+def _edit_form(approval, data=None):
+    if approval.tool_name == "send_email":
+        return EmailEditForm(data, initial=EmailEditForm.initial_from(approval.arguments))
+    return None
+
+
+@require_GET
+def approval_edit_form_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The row with its arguments open for editing."""
+    approval = selectors.approval_for_user(request.user, pk)
+    return _row(request, approval, editing=True, form=_edit_form(approval))
+
+
+@require_POST
+def approval_edit_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Approve edited arguments (validated against the tool's schema; audited as a diff)."""
+    approval = selectors.approval_for_user(request.user, pk)
+    if approval.kind != ApprovalKind.TOOL_CALL:
+        return _row(request, approval, error="Only an action can be edited.")
+    form = _edit_form(approval, request.POST)
+    if form is not None:
+        if not form.is_valid():
+            return _row(request, approval, editing=True, form=form)
+        edited = form.arguments(approval.arguments)
+    else:
+        try:
+            edited = json.loads(request.POST.get("arguments", ""))
+        except ValueError as exc:
+            return _row(
+                request, approval, editing=True, error=f"The arguments are not valid JSON: {exc}"
+            )
+        if not isinstance(edited, dict):
+            return _row(
+                request, approval, editing=True, error="The arguments must be a JSON object."
+            )
+    try:
+        approval = approval_decide(
+            approval=approval,
+            user=request.user,
+            decision=ApprovalStatus.APPROVED,
+            edited_arguments=edited,
+            client_address=_client_address(request),
+        )
+    except ValidationError as exc:
+        return _row(request, approval, editing=True, form=form, error=" ".join(exc.messages))
+    except DecisionConflict as exc:
+        return _row(request, approval, error=str(exc))
+    return _row(request, approval)
+
+
+@require_POST
+def inbox_bulk_hx(request: HtmxHttpRequest) -> HttpResponse:
+    """Approve or reject the selected requests; already-decided ones are reported, not redone."""
+    action = request.POST.get("action")
+    reason = request.POST.get("reason", "")
+    ids = [int(value) for value in request.POST.getlist("selected") if value.isdigit()]
+    decided, problems = 0, []
+    if action not in ("approve", "reject"):
+        problems.append("Choose approve or reject.")
+    elif action == "reject" and not reason.strip():
+        problems.append("Say why you reject these, so the employees can learn from it.")
+    elif not ids:
+        problems.append("Select at least one request.")
+    else:
+        decision = ApprovalStatus.APPROVED if action == "approve" else ApprovalStatus.REJECTED
+        for approval in selectors.approvals_for(request.user).filter(pk__in=ids):
+            try:
+                approval_decide(
+                    approval=approval,
+                    user=request.user,
+                    decision=decision,
+                    comment=reason,
+                    client_address=_client_address(request),
+                )
+                decided += 1
+            except DecisionConflict as exc:
+                problems.append(f"#{approval.pk}: {exc}")
+    params = _filters_only(request.POST)
+    response = _inbox_response(request, params)
+    verb = "Approved" if action == "approve" else "Rejected"
+    summary = f"{verb} {decided} request{'s' if decided != 1 else ''}." if decided else ""
+    response["HX-Trigger"] = json.dumps({"inbox-message": " ".join([summary, *problems]).strip()})
+    return response
+
+
+@require_GET
+def escalations(request: HtmxHttpRequest) -> HttpResponse:
+    """The escalation desk: decisions the employees handed to people."""
+    open_escalations = selectors.escalations_open_for(request.user)[:100]
+    return render(request, "approvals/escalations.html", {"escalations": open_escalations})
+
+
+@require_POST
+def escalation_answer_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Pick an option, write an answer, or take the task over; the answer resumes the task."""
+    escalation = selectors.escalation_for_user(request.user, pk)
+    error = ""
+    try:
+        escalation = escalation_answer(
+            escalation=escalation,
+            user=request.user,
+            answer=request.POST.get("answer", ""),
+            chosen_option=request.POST.get("option", ""),
+            take_over=request.POST.get("take_over") == "1",
+        )
+    except (ValidationError, DecisionConflict) as exc:
+        error = " ".join(getattr(exc, "messages", [str(exc)]))
+    return render(
+        request, "approvals/escalations.html#escalation", {"escalation": escalation, "error": error}
+    )

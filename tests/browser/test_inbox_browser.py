@@ -1,0 +1,160 @@
+"""In a real browser, with a real worker: an approver decides and the work resumes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from aiworkforce.models import AuditEntry
+from approvals.models import ApprovalRequest
+from employees.models import EmployeeStatus, ToolPolicy
+from tasks.loop import run_task
+from tasks.models import OutboxEmail, Task, TaskStatus
+from tasks.services import task_create
+from tests.aiworkforce.helpers import clean_env
+from tests.browser.test_directory_browser import _log_in
+from tests.conftest import (
+    EmployeeFactory,
+    MembershipFactory,
+    TeamFactory,
+    ToolGrantFactory,
+    UserFactory,
+)
+from tests.tasks.test_workers import Cluster, _test_database_url, _wait
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SOP = [
+    {
+        "text": "Reply",
+        "tool": {
+            "name": "send_email",
+            "arguments": {
+                "to": ["{first_email}"],
+                "subject": "About {title}",
+                "body": "Hello from support.",
+            },
+        },
+    }
+]
+
+
+def _parked_tasks(employee, count: int) -> list[Task]:
+    tasks = []
+    for n in range(count):
+        task, _ = task_create(
+            employee=employee,
+            title=f"Case {n}",
+            input=f"Customer c{n}@example.com asks.",
+            urgent=True,
+            dispatch=False,
+        )
+        assert run_task(task.pk) == TaskStatus.WAITING_APPROVAL
+        tasks.append(task)
+    return tasks
+
+
+def test_approver_decides_and_the_tasks_resume_with_a_real_worker(page, live_server, settings):
+    settings.OPENAI_API_KEY = ""
+    support, ops = TeamFactory(name="Support"), TeamFactory(name="Ops")
+    ava = EmployeeFactory(
+        name="Ava", handle="ava", team=support, sop=SOP, status=EmployeeStatus.ACTIVE
+    )
+    rex = EmployeeFactory(name="Rex", handle="rex", team=ops, sop=SOP)
+    for employee in (ava, rex):
+        ToolGrantFactory(
+            employee=employee,
+            tool_name="send_email",
+            scope={"allowed_domains": ["example.com"]},
+            policy=ToolPolicy.NEEDS_APPROVAL,
+        )
+    mine = _parked_tasks(ava, 5)
+    theirs = _parked_tasks(rex, 1)
+    dana = UserFactory(username="dana")
+    MembershipFactory(team=support, user=dana, role="approver")
+    approvals = {a.task_id: a for a in ApprovalRequest.objects.all()}
+
+    cluster = Cluster(clean_env(DATABASE_URL=_test_database_url(), OPENAI_API_KEY=""))
+    try:
+        _log_in(page, live_server, "dana")
+        page.get_by_role("link", name=re.compile("Inbox")).click()
+        expect(page.locator(".approval-row")).to_have_count(5)
+        expect(page.locator(f"#approval-{approvals[theirs[0].pk].pk}")).to_have_count(0)
+        expect(page.locator("#inbox-badge")).to_have_text("5")
+
+        # 1. approve one as proposed
+        row = page.locator(f"#approval-{approvals[mine[0].pk].pk}")
+        row.get_by_role("button", name="Approve").click()
+        expect(row).to_contain_text("Approved by dana")
+
+        # 2. edit, then approve
+        row = page.locator(f"#approval-{approvals[mine[1].pk].pk}")
+        row.get_by_role("button", name="Edit…").click()
+        row.get_by_label("Subject").fill("About your case (edited)")
+        row.get_by_role("button", name="Approve as edited").click()
+        expect(row).to_contain_text("(edited)")
+
+        # 3. reject with a reason, using the keyboard
+        row = page.locator(f"#approval-{approvals[mine[2].pk].pk}")
+        row.focus()
+        page.keyboard.press("r")
+        page.keyboard.type("Call them instead.")
+        page.keyboard.press("Enter")
+        expect(row).to_contain_text("Rejected by dana")
+
+        # 4. bulk-approve the last two
+        for task in mine[3:]:
+            page.locator(f"#approval-{approvals[task.pk].pk} input[type=checkbox]").check()
+        page.get_by_role("button", name="Approve selected").click()
+        expect(page.locator("#inbox-message")).to_have_text("Approved 2 requests.")
+
+        # The real worker resumes every task; only approved emails go to the outbox.
+        _wait(
+            lambda: (
+                Task.objects.filter(pk__in=[t.pk for t in mine], status=TaskStatus.DONE).count()
+                == 5
+            ),
+            "tasks to resume",
+        )
+    finally:
+        cluster.stop()
+    emails = {e.task_id: e for e in OutboxEmail.objects.all()}
+    assert set(emails) == {mine[0].pk, mine[1].pk, mine[3].pk, mine[4].pk}
+    assert emails[mine[1].pk].subject == "About your case (edited)"
+    # The rejection reason went back to the employee as the tool's result.
+    assert "Call them instead." in Task.objects.get(pk=mine[2].pk).result
+    decisions = AuditEntry.objects.filter(
+        action__in=["approval.approved", "approval.rejected"], actor_user_id=dana.pk
+    )
+    assert decisions.count() == 5
+    assert ApprovalRequest.objects.get(task=theirs[0]).status == "pending"
+
+
+def test_inbox_works_on_a_phone(browser, live_server, settings):
+    settings.OPENAI_API_KEY = ""
+    support = TeamFactory(name="Support")
+    ava = EmployeeFactory(name="Ava", handle="ava", team=support, sop=SOP)
+    ToolGrantFactory(
+        employee=ava,
+        tool_name="send_email",
+        scope={"allowed_domains": ["example.com"]},
+        policy=ToolPolicy.NEEDS_APPROVAL,
+    )
+    _parked_tasks(ava, 2)
+    MembershipFactory(team=support, user=UserFactory(username="dana"), role="approver")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    try:
+        _log_in(page, live_server, "dana")
+        page.goto(f"{live_server.url}/inbox/")
+        expect(page.locator(".approval-row")).to_have_count(2)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.locator(".approval-row").first.get_by_role("button", name="Approve").click()
+        expect(page.locator(".approval-row").first).to_contain_text("Approved by dana")
+        page.screenshot(path="test-artifacts/inbox-phone.png", full_page=True)
+    finally:
+        context.close()

@@ -158,3 +158,55 @@ def test_inbox_works_on_a_phone(browser, live_server, settings):
         page.screenshot(path="test-artifacts/inbox-phone.png", full_page=True)
     finally:
         context.close()
+
+
+def test_a_new_user_approves_the_demos_waiting_action_and_watches_the_task_finish(
+    page, live_server, settings
+):
+    from employees.demo import load_demo_tasks, load_demo_workforce
+    from employees.models import Team
+
+    settings.OPENAI_API_KEY = ""
+    load_demo_workforce()
+    load_demo_tasks(base_url=live_server.url + "/")
+    waiting = Task.objects.get(idempotency_key="demo:password-reset")
+    assert run_task(waiting.pk) == TaskStatus.WAITING_APPROVAL
+    newcomer = UserFactory(username="newcomer")
+    MembershipFactory(
+        team=Team.objects.get(name="Customer Support"), user=newcomer, role="approver"
+    )
+
+    cluster = Cluster(clean_env(DATABASE_URL=_test_database_url(), OPENAI_API_KEY=""))
+    try:
+        _log_in(page, live_server, "newcomer")
+        page.get_by_role("link", name=re.compile("Inbox")).click()
+        row = page.locator(".approval-row").first
+        expect(row).to_contain_text("jane@example.com")
+        # Open the task in a second tab, then approve in the inbox.
+        task_page = page.context.new_page()
+        task_page.goto(f"{live_server.url}/tasks/{waiting.pk}/")
+        expect(task_page.locator("[data-status]")).to_have_text("Waiting for approval")
+        task_page.evaluate("window.__noReload = true")
+        row.get_by_role("button", name="Approve").click()
+        expect(row).to_contain_text("Approved by newcomer")
+        expect(task_page.locator("[data-status]")).to_have_text("Done", timeout=15_000)
+        expect(task_page.get_by_text("send_email done", exact=False)).to_be_visible()
+        assert task_page.evaluate("window.__noReload") is True
+    finally:
+        cluster.stop()
+
+
+def test_new_requests_appear_in_an_open_inbox_without_a_reload(page, live_server, settings):
+    from tests.approvals.conftest import make_approval
+
+    support = TeamFactory(name="Support")
+    ava = EmployeeFactory(name="Ava", handle="ava", team=support)
+    MembershipFactory(team=support, user=UserFactory(username="dana"), role="approver")
+    _log_in(page, live_server, "dana")
+    page.goto(f"{live_server.url}/inbox/")
+    expect(page.get_by_text("Nothing is waiting for you")).to_be_visible()
+    page.evaluate("window.__noReload = true")
+    approval = make_approval(ava)
+    expect(page.locator(f"#approval-{approval.pk}")).to_be_visible(timeout=12_000)
+    expect(page.locator("#inbox-badge")).to_have_text("1", timeout=20_000)
+    assert page.evaluate("window.__noReload") is True

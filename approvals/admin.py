@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
-from approvals.models import ApprovalRequest, Escalation
+from approvals.models import ApprovalRequest, Escalation, NotificationPreference
 
 
 @admin.register(ApprovalRequest)
@@ -33,3 +33,12 @@ class EscalationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["summary", "employee__handle"]
     list_select_related = ["employee", "answered_by"]
     raw_id_fields = ["task", "employee", "answered_by"]
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "mode", "last_digest_at"]
+    list_filter = ["mode"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]

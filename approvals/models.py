@@ -46,6 +46,9 @@ class ApprovalRequest(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_comment = models.TextField(blank=True)
+    notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the immediate emails to its approvers went out."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -92,3 +95,26 @@ class Escalation(models.Model):
 
     def __str__(self) -> str:
         return f"Escalation on task #{self.task_id}: {self.summary[:60]}"
+
+
+class NotificationMode(models.TextChoices):
+    IMMEDIATE = "immediate", "An email for each request"
+    DIGEST = "digest", "One hourly digest"
+    OFF = "off", "No emails"
+
+
+class NotificationPreference(models.Model):
+    """How a person hears about approval requests; without a row, immediately."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    mode = models.CharField(
+        max_length=10, choices=NotificationMode.choices, default=NotificationMode.IMMEDIATE
+    )
+    last_digest_at = models.DateTimeField(
+        null=True, blank=True, help_text="Requests created up to this moment were in a digest."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_mode_display()}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,12 +19,31 @@ from approvals.models import (
     Escalation,
     EscalationStatus,
 )
+from employees.models import Employee, MemoryEntry, MemoryKind, MemoryScope
 from tasks.models import DailySpend, Task, TaskStatus
 from tasks.tools import Risk, get_tool, validate_arguments
 
 
 class DecisionConflict(Exception):
     """Someone else decided first; the message says who and when."""
+
+
+# What the employee proposed (or an escalation it wrote) may echo untrusted task input, and a
+# lesson ends up in every later system prompt: quote only a short piece of it.
+_QUOTED_CHARS = 80
+
+
+def _enqueue_notification(approval: ApprovalRequest) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task(
+            "approvals.jobs.notify_new_approval",
+            approval.pk,
+            task_name=f"notify approval {approval.pk}",
+            group="notifications",
+        )
+    )
 
 
 def approval_request_create(
@@ -46,6 +66,7 @@ def approval_request_create(
         subject=approval,
         data={"task": task.pk, "tool": tool_name, "arguments": arguments, "call_id": call_id},
     )
+    _enqueue_notification(approval)
     return approval
 
 
@@ -70,6 +91,7 @@ def budget_raise_request_create(*, task: Task, refusal) -> ApprovalRequest:
         subject=approval,
         data={"task": task.pk, "budget": approval.arguments},
     )
+    _enqueue_notification(approval)
     return approval
 
 
@@ -123,6 +145,11 @@ def approval_decide(
             "client_address": client_address,
         },
     )
+    lesson = _approval_lesson(approval)
+    if lesson:
+        lesson_record(
+            employee=approval.employee, text=lesson, source=f"approval #{approval.pk}", user=user
+        )
     task = approval.task
     if approval.kind == ApprovalKind.BUDGET_RAISE and decision == ApprovalStatus.APPROVED:
         _apply_budget_raise(approval)
@@ -213,6 +240,13 @@ def escalation_answer(
         subject=escalation,
         data={"task": escalation.task_id, "answer": answer.strip(), "option": chosen_option},
     )
+    if escalation.answer or escalation.chosen_option:
+        lesson_record(
+            employee=escalation.employee,
+            text=_escalation_lesson(escalation),
+            source=f"escalation #{escalation.pk}",
+            user=user,
+        )
     from tasks.services import task_cancel, task_resume
 
     if take_over:
@@ -227,3 +261,125 @@ def escalation_answer(
             reason=f"escalation #{escalation.pk} answered",
         )
     return escalation
+
+
+# --- deadlines ----------------------------------------------------------------------------------
+
+
+def approvals_expire_due(*, now: datetime | None = None) -> int:
+    """Expire pending requests whose deadline passed, and resume (or stop) their tasks."""
+    now = now or timezone.now()
+    due = ApprovalRequest.objects.filter(
+        status=ApprovalStatus.PENDING, deadline__lte=now
+    ).values_list("pk", flat=True)
+    return sum(_approval_expire(approval_id=pk, now=now) for pk in list(due))
+
+
+@transaction.atomic
+def _approval_expire(*, approval_id: int, now: datetime) -> bool:
+    won = ApprovalRequest.objects.filter(
+        pk=approval_id, status=ApprovalStatus.PENDING, deadline__lte=now
+    ).update(status=ApprovalStatus.EXPIRED, decided_at=now)
+    if not won:
+        return False  # decided (or expired by another pass) meanwhile
+    approval = ApprovalRequest.objects.select_related("task").get(pk=approval_id)
+    actor = Actor.system("deadline")
+    audit_log(
+        action="approval.expired",
+        actor=actor,
+        subject=approval,
+        data={"task": approval.task_id, "deadline": approval.deadline},
+    )
+    from tasks.services import task_cancel, task_resume
+
+    if approval.kind == ApprovalKind.BUDGET_RAISE:
+        task_cancel(
+            task=approval.task,
+            actor=actor,
+            reason="Nobody decided on the budget raise before its deadline.",
+        )
+    else:
+        # The loop records the action as not executed and escalates it (see tasks.loop).
+        task_resume(
+            task=approval.task,
+            from_statuses={TaskStatus.WAITING_APPROVAL, TaskStatus.BUDGET_EXHAUSTED},
+            actor=actor,
+            reason=f"approval #{approval.pk} expired",
+        )
+    return True
+
+
+# --- lessons from people's feedback -------------------------------------------------------------
+
+
+def lesson_record(*, employee: Employee, text: str, source: str, user) -> MemoryEntry:
+    """Remember a person's feedback as a lesson the employee applies from its next task on."""
+    # The embedding stays empty until the memory pipeline embeds it.
+    entry = MemoryEntry.objects.create(
+        scope=MemoryScope.EMPLOYEE,
+        employee=employee,
+        kind=MemoryKind.LESSON,
+        text=text[:2000],
+        source=source[:300],
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    audit_log(
+        action="memory.lesson_recorded",
+        actor=Actor.for_user(user),
+        subject=entry,
+        data={"employee": employee.pk, "source": source, "text": entry.text},
+    )
+    return entry
+
+
+def _quote(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    if len(text) > _QUOTED_CHARS:
+        text = text[: _QUOTED_CHARS - 1] + "…"
+    return f"'{text}'"
+
+
+def arguments_change_summary(before: dict, after: dict) -> str:
+    """What a person changed in a proposal, e.g. "subject: 'A' → 'B'"."""
+    changes = []
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key not in after:
+            changes.append(f"{key}: removed {_quote(old)}")
+        elif key not in before:
+            changes.append(f"{key}: added {_quote(new)}")
+        else:
+            changes.append(f"{key}: {_quote(old)} → {_quote(new)}")
+    return "; ".join(changes)
+
+
+def _approval_lesson(approval: ApprovalRequest) -> str:
+    what = (
+        f"your {approval.tool_name} action"
+        if approval.kind == ApprovalKind.TOOL_CALL
+        else "your budget raise"
+    )
+    comment = approval.decision_comment
+    if approval.status == ApprovalStatus.REJECTED:
+        return f"A person rejected {what}. Reason: {comment}"
+    if approval.approved_arguments is None:
+        return ""
+    changes = arguments_change_summary(approval.arguments, approval.approved_arguments)
+    if not changes:
+        return ""
+    lesson = f"A person approved {what} only after changing it: {changes}."
+    return f"{lesson} Comment: {comment}" if comment else lesson
+
+
+def _escalation_lesson(escalation: Escalation) -> str:
+    parts = [f"When you escalated {_quote(escalation.summary)}, a person"]
+    if escalation.chosen_option:
+        parts.append(f"chose {_quote(escalation.chosen_option)}")
+    if escalation.answer:
+        parts.append(
+            ("and " if escalation.chosen_option else "") + f"answered: {escalation.answer}"
+        )
+    return " ".join(parts)

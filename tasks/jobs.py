@@ -31,17 +31,24 @@ def run_task(task_id: int) -> str | int | None:
 
 
 def run_due() -> dict[str, int]:
-    """One batch pass: materialise due duties, dispatch runnable tasks, reclaim dead leases."""
+    """One batch pass: due duties, expired approvals, runnable tasks, dead workers' leases."""
+    from approvals.services import approvals_expire_due
     from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
     from tasks.triggers import duties_materialise
 
     with transaction.atomic():
         created = duties_materialise()
+    expired = approvals_expire_due()  # one transaction per request
     with transaction.atomic():
         dispatched = tasks_dispatch_waiting()
     with transaction.atomic():
         reclaimed = tasks_reclaim_expired()
-    return {"duty_tasks": created, "dispatched": dispatched, "reclaimed": reclaimed}
+    return {
+        "duty_tasks": created,
+        "expired_approvals": expired,
+        "dispatched": dispatched,
+        "reclaimed": reclaimed,
+    }
 
 
 def deliver_email(outbox_id: int) -> str:

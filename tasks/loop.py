@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 StepCallback = Callable[[Step], None]
 
 
+EXPIRED_ERROR = "Nobody decided on this action before its deadline; it was not executed."
+
+
 class Parked(Exception):
     """Raised inside the loop to stop it; the task has already been released."""
 
@@ -703,6 +706,32 @@ def _escalate_loop(state: LoopState, why: str) -> None:
     _park_with(state, TaskStatus.WAITING_ESCALATION, f"Loop breaker: {why}", ask)
 
 
+def _escalate_expired(state: LoopState, call_id: str, name: str, arguments: dict) -> None:
+    """Nobody decided in time: the call is answered "not executed" and a person is told.
+
+    The result and the escalation commit together, so the call is no longer pending when
+    the task resumes after the answer, and an expiry is never escalated twice.
+    """
+    from approvals.services import escalation_create
+
+    summary = f"The approval of {name} expired without a decision."
+
+    def ask() -> None:
+        _result(state, call_id, name, arguments, "rejected", {"error": EXPIRED_ERROR})
+        escalation = escalation_create(
+            task=state.task,
+            summary=summary,
+            evidence=[
+                f"{state.task.employee.name} proposed {name}: {json.dumps(arguments)}"[:1000]
+            ],
+            options=["Let it continue", "Stop the task"],
+            recommendation="Let it continue",
+        )
+        _record(state, StepKind.ESCALATION, {"escalation_id": escalation.pk, "summary": summary})
+
+    _park_with(state, TaskStatus.WAITING_ESCALATION, summary, ask)
+
+
 def _check_repeats(state: LoopState, transcript: Transcript, name: str, arguments: dict) -> None:
     same = sum(
         1
@@ -754,10 +783,10 @@ def _resume_waiting_call(state: LoopState, wait: Step, call_id: str, name: str) 
     approval = ApprovalRequest.objects.get(pk=wait.payload["approval_id"])
     if approval.status == ApprovalStatus.PENDING:
         _park(state, TaskStatus.WAITING_APPROVAL, f"Waiting for approval of {name}.")
+    if approval.status == ApprovalStatus.EXPIRED:
+        _escalate_expired(state, call_id, name, approval.arguments)
     if approval.status != ApprovalStatus.APPROVED:
-        verb = {"rejected": "rejected", "expired": "did not decide in time on"}.get(
-            approval.status, "cancelled"
-        )
+        verb = "rejected" if approval.status == ApprovalStatus.REJECTED else "cancelled"
         _result(
             state,
             call_id,

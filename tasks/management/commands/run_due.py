@@ -1,4 +1,4 @@
-"""One batch pass for cron or systemd: due duties, runnable tasks, dead workers' leases."""
+"""One batch pass for cron or systemd: due duties, expired approvals, runnable tasks, leases."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from tasks.jobs import run_due
 
 
 class Command(BaseCommand):
-    help = "Materialise due duties, dispatch runnable tasks and reclaim expired leases (one pass)."
+    help = (
+        "Materialise due duties, expire undecided approvals, dispatch runnable tasks and "
+        "reclaim expired leases (one pass)."
+    )
 
     def handle(self, *args, **options) -> None:
         counts = run_due()
         self.stdout.write(
-            f"{counts['duty_tasks']} duty tasks created, {counts['dispatched']} tasks dispatched, "
+            f"{counts['duty_tasks']} duty tasks created, "
+            f"{counts['expired_approvals']} approvals expired, "
+            f"{counts['dispatched']} tasks dispatched, "
             f"{counts['reclaimed']} expired leases reclaimed."
         )

@@ -12,19 +12,20 @@ DECIDING_ROLES = (TeamRole.MANAGER, TeamRole.APPROVER)
 
 
 def teams_deciding_for(user) -> QuerySet[Team]:
-    """Teams where the person is approver or manager (every team for superusers)."""
+    """Teams where the person approves: as approver or manager, or as an employee's manager."""
     if user.is_superuser:
         return Team.objects.all()
     return Team.objects.filter(
-        memberships__user=user, memberships__role__in=DECIDING_ROLES
+        Q(memberships__user=user, memberships__role__in=DECIDING_ROLES) | Q(employees__manager=user)
     ).distinct()
 
 
 def _scoped(qs, user):
+    """An employee's requests go to its team's approvers and managers, and its own manager."""
     if user.is_superuser:
         return qs
     deciding = TeamMembership.objects.filter(user=user, role__in=DECIDING_ROLES).values("team")
-    return qs.filter(employee__team__in=deciding)
+    return qs.filter(Q(employee__team__in=deciding) | Q(employee__manager=user))
 
 
 def approvals_for(user) -> QuerySet[ApprovalRequest]:
@@ -73,7 +74,14 @@ def approval_for_user(user, pk: int) -> ApprovalRequest:
 
 
 def employees_deciding_for(user) -> QuerySet[Employee]:
-    return Employee.objects.filter(team__in=teams_deciding_for(user)).order_by("name")
+    return _scoped_employees(user).order_by("name")
+
+
+def _scoped_employees(user) -> QuerySet[Employee]:
+    if user.is_superuser:
+        return Employee.objects.all()
+    deciding = TeamMembership.objects.filter(user=user, role__in=DECIDING_ROLES).values("team")
+    return Employee.objects.filter(Q(team__in=deciding) | Q(manager=user))
 
 
 def escalations_open_for(user) -> QuerySet[Escalation]:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aiworkforce.audit import Actor, audit_insert_sql
+from aiworkforce.audit import Actor, audit_insert_sql, redact
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from tasks import budget, services
@@ -715,15 +715,14 @@ def _escalate_expired(state: LoopState, call_id: str, name: str, arguments: dict
     from approvals.services import escalation_create
 
     summary = f"The approval of {name} expired without a decision."
+    proposal = f"{state.task.employee.name} proposed {name}: {json.dumps(redact(arguments))}"
 
     def ask() -> None:
         _result(state, call_id, name, arguments, "rejected", {"error": EXPIRED_ERROR})
         escalation = escalation_create(
             task=state.task,
             summary=summary,
-            evidence=[
-                f"{state.task.employee.name} proposed {name}: {json.dumps(arguments)}"[:1000]
-            ],
+            evidence=[proposal[:1000]],
             options=["Let it continue", "Stop the task"],
             recommendation="Let it continue",
         )

@@ -261,3 +261,13 @@ def test_two_simultaneous_decisions_one_wins(teams, approver):
 
 def test_inbox_page_needs_login(client):
     assert client.get(reverse("approvals:inbox")).status_code == 302
+
+
+def test_an_employees_own_manager_decides_its_requests(client, teams):
+    manager = UserFactory(username="mia")
+    teams["ava"].manager = manager
+    teams["ava"].save()
+    approval = make_approval(teams["ava"])
+    client.force_login(manager)
+    assert f'id="approval-{approval.pk}"' in client.get("/inbox/").text
+    assert client.post(f"/inbox/{approval.pk}/approve/", headers=HX).status_code == 200

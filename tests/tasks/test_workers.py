@@ -102,13 +102,15 @@ def worker_env(model_server, smtp):
     )
 
 
-def _wait(condition, what: str, timeout: float = 30) -> None:
+def _wait(condition, what: str, timeout: float = 30, cluster: Cluster | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    output = "".join(cluster.output[-60:]) if cluster else ""
+    tasks = list(Task.objects.values_list("pk", "status", "status_reason", "lease_owner"))
+    raise AssertionError(f"timed out waiting for {what}; tasks: {tasks}\n{output}")
 
 
 def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
@@ -132,8 +134,8 @@ def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
     first = Cluster(worker_env)
     try:
         task, _ = task_create(employee=employee, title="", input="Send the report", urgent=True)
-        _wait(lambda: model_server.calls == 2, "the second model call")
-        _wait(lambda: len(smtp.received) == 1, "the email delivery")
+        _wait(lambda: model_server.calls == 2, "the second model call", cluster=first)
+        _wait(lambda: len(smtp.received) == 1, "the email delivery", cluster=first)
     finally:
         first.kill()
     task.refresh_from_db()
@@ -145,7 +147,11 @@ def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
     try:
         time.sleep(2.2)  # the dead worker's lease (TASK_LEASE_SECONDS=2) runs out
         call_command("run_due")
-        _wait(lambda: Task.objects.get(pk=task.pk).status == TaskStatus.DONE, "the task to finish")
+        _wait(
+            lambda: Task.objects.get(pk=task.pk).status == TaskStatus.DONE,
+            "the task to finish",
+            cluster=second,
+        )
     finally:
         second.stop()
 

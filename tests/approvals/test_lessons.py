@@ -1,0 +1,163 @@
+"""People's feedback (rejections, edits, escalation answers) becomes lessons in the next prompt."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from aiworkforce.models import AuditEntry
+from approvals.models import ApprovalRequest, Escalation
+from approvals.services import (
+    DecisionConflict,
+    approval_decide,
+    arguments_change_summary,
+    escalation_answer,
+    escalation_create,
+    lesson_record,
+)
+from employees.models import MemoryEntry, MemoryKind
+from tasks.context import system_prompt
+from tasks.loop import run_task
+from tasks.models import Task, TaskStatus
+from tasks.services import task_create
+from tests.conftest import UserFactory
+from tests.fakes.openai_server import reply
+from tests.tasks import conftest as loop_fixtures
+
+pytestmark = pytest.mark.django_db
+
+# The loop's fixtures: a scripted OpenAI-compatible server and an employee with grants.
+_model_server = loop_fixtures._model_server
+model_server = loop_fixtures.model_server
+clerk = loop_fixtures.clerk
+
+
+def _task(employee, text="Please help the customer.") -> Task:
+    task, _ = task_create(employee=employee, title="", input=text, urgent=True)
+    return task
+
+
+def _email_call(subject="Your order"):
+    return reply(
+        "I will confirm by email.",
+        tool_calls=[("send_email", {"to": ["ann@example.com"], "subject": subject, "body": "Hi."})],
+    )
+
+
+def _waiting_approval(model_server, clerk) -> ApprovalRequest:
+    model_server.enqueue(_email_call())
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.WAITING_APPROVAL
+    return ApprovalRequest.objects.get(task=task)
+
+
+def test_a_rejection_reason_reaches_the_next_tasks_system_prompt(model_server, clerk):
+    approval = _waiting_approval(model_server, clerk)
+    dana = UserFactory(username="dana")
+    approval_decide(
+        approval=approval, user=dana, decision="rejected", comment="Never promise delivery dates."
+    )
+    lesson = MemoryEntry.objects.get(kind=MemoryKind.LESSON)
+    assert lesson.employee == clerk and lesson.scope == "employee"
+    assert lesson.source == f"approval #{approval.pk}" and lesson.created_by == dana
+    assert lesson.embedding is None
+    assert (
+        lesson.text
+        == "A person rejected your send_email action. Reason: Never promise delivery dates."
+    )
+    assert AuditEntry.objects.filter(action="memory.lesson_recorded").count() == 1
+
+    model_server.enqueue(reply("Done, no email."))
+    assert run_task(_task(clerk, "Answer Bob.").pk) == TaskStatus.DONE
+    system = model_server.requests[-1]["body"]["messages"][0]["content"]
+    assert "Lessons from people's past decisions (apply them)" in system
+    assert "people who manage Clerk" in system
+    assert f'"{lesson.text}" (approval #{approval.pk})' in system
+
+
+def test_an_edit_is_remembered_as_what_changed(model_server, clerk):
+    approval = _waiting_approval(model_server, clerk)
+    edited = {"to": ["ann@example.com"], "subject": "Your order #42", "body": "Hi."}
+    approval_decide(
+        approval=approval,
+        user=UserFactory(),
+        decision="approved",
+        edited_arguments=edited,
+        comment="Always quote the order number.",
+    )
+    lesson = MemoryEntry.objects.get(kind=MemoryKind.LESSON)
+    assert lesson.text == (
+        "A person approved your send_email action only after changing it: "
+        "subject: 'Your order' → 'Your order #42'. Comment: Always quote the order number."
+    )
+
+
+def test_an_approval_as_proposed_teaches_nothing(model_server, clerk):
+    approval = _waiting_approval(model_server, clerk)
+    approval_decide(approval=approval, user=UserFactory(), decision="approved")
+    assert not MemoryEntry.objects.exists()
+
+
+def test_a_decision_that_loses_the_race_records_no_lesson(model_server, clerk):
+    approval = _waiting_approval(model_server, clerk)
+    stale = ApprovalRequest.objects.get(pk=approval.pk)
+    approval_decide(approval=approval, user=UserFactory(), decision="rejected", comment="No.")
+    with pytest.raises(DecisionConflict):
+        approval_decide(approval=stale, user=UserFactory(), decision="rejected", comment="Nope.")
+    assert list(MemoryEntry.objects.values_list("text", flat=True)) == [
+        "A person rejected your send_email action. Reason: No."
+    ]
+
+
+def test_an_escalation_answer_becomes_a_lesson(clerk):
+    task, _ = task_create(employee=clerk, title="", input="Refund?", dispatch=False)
+    Task.objects.filter(pk=task.pk).update(status=TaskStatus.WAITING_ESCALATION)
+    escalation = escalation_create(
+        task=task,
+        summary="The customer wants a refund after 40 days.",
+        evidence=[],
+        options=["Refund", "Decline"],
+        recommendation="Decline",
+    )
+    escalation_answer(
+        escalation=escalation,
+        user=UserFactory(),
+        chosen_option="Refund",
+        answer="Loyal customers get refunds up to 60 days.",
+    )
+    lesson = MemoryEntry.objects.get(kind=MemoryKind.LESSON)
+    assert lesson.source == f"escalation #{escalation.pk}"
+    assert lesson.text == (
+        "When you escalated 'The customer wants a refund after 40 days.', a person chose "
+        "'Refund' and answered: Loyal customers get refunds up to 60 days."
+    )
+    assert Escalation.objects.get(pk=escalation.pk).status == "answered"
+
+
+def test_the_prompt_has_the_latest_five_unexpired_lessons_in_one_query(
+    clerk,
+    django_assert_num_queries,
+):
+    user = UserFactory()
+    for number in range(1, 8):
+        lesson_record(
+            employee=clerk, text=f"Lesson {number}", source=f"approval #{number}", user=user
+        )
+    old = lesson_record(employee=clerk, text="Expired lesson", source="approval #99", user=user)
+    MemoryEntry.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    task = Task.objects.select_related("employee__team").get(pk=_task(clerk).pk)
+    with django_assert_num_queries(1):
+        system = system_prompt(task, [])
+    assert [n for n in range(1, 8) if f'"Lesson {n}"' in system] == [3, 4, 5, 6, 7]
+    assert system.index('"Lesson 7"') < system.index('"Lesson 3"')  # newest first
+    assert "Expired lesson" not in system
+
+
+def test_change_summary_reads_like_a_person_wrote_it():
+    before = {"subject": "A", "to": ["a@example.com"], "cc": "x"}
+    after = {"subject": "B", "to": ["a@example.com"], "body": "long " * 40}
+    summary = arguments_change_summary(before, after)
+    assert summary.startswith("subject: 'A' → 'B'; cc: removed 'x'; body: added 'long long")
+    assert summary.endswith("…'")

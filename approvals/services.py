@@ -383,3 +383,18 @@ def _escalation_lesson(escalation: Escalation) -> str:
             ("and " if escalation.chosen_option else "") + f"answered: {escalation.answer}"
         )
     return " ".join(parts)
+
+
+def notification_preference_set(*, user, mode: str) -> None:
+    """How a person wants to hear about new requests: immediately, in a digest, or not at all."""
+    from approvals.models import NotificationMode, NotificationPreference
+
+    if mode not in NotificationMode.values:
+        raise ValidationError(f"Choose one of: {', '.join(NotificationMode.labels)}.")
+    NotificationPreference.objects.update_or_create(user=user, defaults={"mode": mode})
+    audit_log(
+        action="notifications.preference_changed",
+        actor=Actor.for_user(user),
+        subject=user,
+        data={"mode": mode},
+    )

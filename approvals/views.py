@@ -65,6 +65,8 @@ def _inbox_response(request: HtmxHttpRequest, params: QueryDict) -> HttpResponse
         "can_decide": bool(teams),
         "filtered": any(filters.get(name) for name in ("team", "employee", "risk", "kind", "q")),
         "query_string": _filters_only(params).urlencode(),
+        "notification_mode": _notification_mode(request.user),
+        "notification_modes": _modes(),
     }
     template = "approvals/inbox.html"
     if request.htmx and not request.htmx.boosted:
@@ -196,6 +198,41 @@ def inbox_bulk_hx(request: HtmxHttpRequest) -> HttpResponse:
     summary = f"{verb} {decided} request{'s' if decided != 1 else ''}." if decided else ""
     response["HX-Trigger"] = json.dumps({"inbox-message": " ".join([summary, *problems]).strip()})
     return response
+
+
+def _notification_mode(user) -> str:
+    from approvals.models import NotificationMode, NotificationPreference
+
+    preference = NotificationPreference.objects.filter(user=user).first()
+    return preference.mode if preference else NotificationMode.IMMEDIATE
+
+
+@require_POST
+def notifications_hx(request: HtmxHttpRequest) -> HttpResponse:
+    """Change how this person is emailed about new requests."""
+    from approvals.services import notification_preference_set
+
+    error = ""
+    try:
+        notification_preference_set(user=request.user, mode=request.POST.get("mode", ""))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    return render(
+        request,
+        "approvals/inbox.html#notifications",
+        {
+            "notification_mode": _notification_mode(request.user),
+            "notification_error": error,
+            "notification_modes": _modes(),
+            "notification_saved": not error,
+        },
+    )
+
+
+def _modes():
+    from approvals.models import NotificationMode
+
+    return NotificationMode.choices
 
 
 @require_GET

@@ -271,3 +271,16 @@ def test_an_employees_own_manager_decides_its_requests(client, teams):
     client.force_login(manager)
     assert f'id="approval-{approval.pk}"' in client.get("/inbox/").text
     assert client.post(f"/inbox/{approval.pk}/approve/", headers=HX).status_code == 200
+
+
+def test_a_person_chooses_how_to_hear_about_new_requests(client, approver):
+    from approvals.models import NotificationPreference
+
+    client.force_login(approver)
+    assert 'value="immediate" selected' in client.get("/inbox/").text
+    response = client.post("/inbox/notifications/", {"mode": "digest"}, headers=HX)
+    assert "Saved." in response.text and 'value="digest" selected' in response.text
+    assert NotificationPreference.objects.get(user=approver).mode == "digest"
+    response = client.post("/inbox/notifications/", {"mode": "carrier-pigeon"}, headers=HX)
+    assert "Choose one of" in response.text
+    assert NotificationPreference.objects.get(user=approver).mode == "digest"

@@ -53,7 +53,6 @@ DATABASE = "aiworkforce_bench_inbox"
 APPROVER = "inbox-bench-approver"  # the seeding marker: the teams and employees come with it
 TEAMS, EMPLOYEES_PER_TEAM = 5, 10
 CHUNK = 2000
-PAGE_SIZE = 25
 HTMX = {"HX-Request": "true"}
 ACTION_SOP = [
     {"text": "Read the request."},
@@ -170,7 +169,7 @@ def seed(rows: int) -> tuple:
 
     from approvals.models import ApprovalRequest, ApprovalStatus
     from employees.models import Employee, EmployeeStatus, Team, TeamMembership, TeamRole
-    from tasks.models import Task, TaskStatus
+    from tasks.models import Task
 
     user_model = get_user_model()
     approver = user_model.objects.filter(username=APPROVER).first()
@@ -205,40 +204,24 @@ def seed(rows: int) -> tuple:
     missing = rows - pending
     if missing <= 0:
         print(f"seeding: already seeded ({pending:,} pending requests; marker: user {APPROVER})")
-        return approver, teams
-    print(f"seeding {missing:,} pending approval requests ({pending:,} there already)")
-    started = time.perf_counter()
-    serial = Task.objects.filter(employee__in=employees).count()
-    deadline = timezone.now() + timedelta(hours=24)
-    made = 0
-    with transaction.atomic():
-        while made < missing:
-            numbers = range(serial + made, serial + made + min(CHUNK, missing - made))
-            proposals = [_proposal(n) for n in numbers]
-            tasks = Task.objects.bulk_create(
-                [
-                    Task(
-                        employee=employees[n % len(employees)],
-                        title=f"Seeded request {n}",
-                        input=f"From: customer{n}@example.com\n\nHow do I reset my password?",
-                        status=TaskStatus.WAITING_APPROVAL,
-                        status_reason=f"Waiting for approval of {p['tool_name'] or 'a budget raise'}.",
-                    )
-                    for n, p in zip(numbers, proposals, strict=True)
-                ]
-            )
-            ApprovalRequest.objects.bulk_create(
-                [
-                    ApprovalRequest(task=task, employee=task.employee, deadline=deadline, **p)
-                    for task, p in zip(tasks, proposals, strict=True)
-                ]
-            )
-            made += len(tasks)
-            print(
-                f"  {pending + made:6,} / {rows:,} rows  ({time.perf_counter() - started:5.1f} s)"
-            )
-    seconds = time.perf_counter() - started
-    print(f"seeded {made:,} requests in {seconds:.1f} s ({made / seconds:,.0f} rows/s)")
+    else:
+        print(f"seeding {missing:,} pending approval requests ({pending:,} there already)")
+        started = time.perf_counter()
+        serial = Task.objects.filter(employee__in=employees).count()
+        with transaction.atomic():
+            for made in range(0, missing, CHUNK):
+                _insert(employees, range(serial + made, serial + min(made + CHUNK, missing)))
+                done = min(made + CHUNK, missing)
+                print(
+                    f"  {pending + done:6,} / {rows:,} rows  ({time.perf_counter() - started:5.1f} s)"
+                )
+        seconds = time.perf_counter() - started
+        print(f"seeded {missing:,} requests in {seconds:.1f} s ({missing / seconds:,.0f} rows/s)")
+    # Deadlines a day ahead on every run: the worker's batch pass would otherwise expire all of
+    # them (one audited transaction each) in the first run a day after seeding.
+    ApprovalRequest.objects.filter(employee__in=employees, status=ApprovalStatus.PENDING).update(
+        deadline=timezone.now() + timedelta(hours=24)
+    )
     # Measure a settled database, as a deployed one is: statistics and visibility map current,
     # not autovacuum working through the new rows while the inbox is timed.
     started = time.perf_counter()
@@ -246,6 +229,37 @@ def seed(rows: int) -> tuple:
         cursor.execute("VACUUM (ANALYZE) approvals_approvalrequest, tasks_task")
     print(f"vacuumed and analysed the two tables in {time.perf_counter() - started:.1f} s")
     return approver, teams
+
+
+def _insert(employees, numbers: range) -> None:
+    """Bulk-insert tasks parked in waiting_approval and their pending requests."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.models import ApprovalRequest
+    from tasks.models import Task, TaskStatus
+
+    proposals = [_proposal(n) for n in numbers]
+    tasks = Task.objects.bulk_create(
+        [
+            Task(
+                employee=employees[n % len(employees)],
+                title=f"Seeded request {n}",
+                input=f"From: customer{n}@example.com\n\nHow do I reset my password?",
+                status=TaskStatus.WAITING_APPROVAL,
+                status_reason=f"Waiting for approval of {p['tool_name'] or 'a budget raise'}.",
+            )
+            for n, p in zip(numbers, proposals, strict=True)
+        ]
+    )
+    deadline = timezone.now() + timedelta(hours=24)
+    ApprovalRequest.objects.bulk_create(
+        [
+            ApprovalRequest(task=task, employee=task.employee, deadline=deadline, **p)
+            for task, p in zip(tasks, proposals, strict=True)
+        ]
+    )
 
 
 # --- measuring -------------------------------------------------------------------------------

@@ -35,12 +35,9 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -388,45 +385,7 @@ def time_approvals(client, teams, requests: int) -> list[float]:
 # --- approve → executed, with a real worker cluster ---------------------------------------------
 
 
-class Cluster:
-    """`manage.py qcluster` in its own process group, as an operator runs it."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.output: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
-            env=env,
-            cwd=BASE_DIR,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def wait_for(self, condition, what: str, timeout: float = 30, every: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"cluster exited during {what}:\n{''.join(self.output)}")
-            time.sleep(every)
-        raise RuntimeError(f"timed out waiting for {what}:\n{''.join(self.output[-40:])}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+from tests.fakes.cluster import Cluster  # noqa: E402 - after the Django set-up above
 
 
 def action_employee(team):

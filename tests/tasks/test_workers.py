@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -19,8 +15,9 @@ from employees.models import ToolPolicy
 from tasks.loop import run_task
 from tasks.models import DailySpend, OutboxEmail, OutboxStatus, RunStatus, Task, TaskStatus
 from tasks.services import task_create
-from tests.aiworkforce.helpers import BASE_DIR, clean_env
+from tests.aiworkforce.helpers import clean_env
 from tests.conftest import EmployeeFactory, ToolGrantFactory
+from tests.fakes.cluster import Cluster
 from tests.fakes.openai_server import delay, dynamic, reply
 from tests.fakes.smtp_server import FakeSMTPServer
 
@@ -34,49 +31,6 @@ def _test_database_url() -> str:
     user = urllib.parse.quote(params.get("user") or "")
     password = urllib.parse.quote(params.get("password") or "")
     return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
-
-
-class Cluster:
-    """`manage.py qcluster` in its own process group, as an operator runs it."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.output: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def wait_for(self, condition, what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"cluster exited during {what}:\n{''.join(self.output)}")
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-40:])}")
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture

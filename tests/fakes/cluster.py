@@ -1,0 +1,58 @@
+"""A django-q2 worker cluster (`manage.py qcluster`) in its own process group, as an operator runs it.
+
+Used by the worker tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+class Cluster:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
+            env=env,
+            cwd=BASE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def wait_for(self, condition, what: str, timeout: float = 30, every: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"cluster exited during {what}:\n{''.join(self.output)}")
+            time.sleep(every)
+        raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-40:])}")
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

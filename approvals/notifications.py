@@ -115,8 +115,8 @@ def describe_action(approval: ApprovalRequest) -> list[str]:
         lines = [f"HTTP {arguments.get('method', '?')} {_safe_url(arguments.get('url', ''))}"]
         if arguments.get("headers"):  # names only: header values often carry credentials
             lines.append(f"  Headers: {', '.join(sorted(arguments['headers']))}")
-        if arguments.get("body"):
-            lines += ["  Body:", *_indented(arguments["body"])]
+        if arguments.get("body"):  # bodies often carry tokens: shown in the inbox, not in mail
+            lines.append(f"  Body: {len(arguments['body'])} characters (see the inbox)")
         return lines
     return [
         f"{approval.tool_name} with:",

@@ -30,8 +30,10 @@ def _scoped(qs, user):
 
 def approvals_for(user) -> QuerySet[ApprovalRequest]:
     """Every approval request (any status) of the person's deciding teams."""
-    return _scoped(ApprovalRequest.objects.all(), user).select_related(
-        "employee__team", "task", "decided_by"
+    return (
+        _scoped(ApprovalRequest.objects.all(), user)
+        .select_related("employee__team", "task", "decided_by")
+        .defer("task__input", "task__result")
     )
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
@@ -113,13 +114,19 @@ def approval_decide(
     if edited_arguments is not None:
         if approval.kind != ApprovalKind.TOOL_CALL or decision != ApprovalStatus.APPROVED:
             raise ValidationError("Only an action being approved can be edited.")
-        problem = validate_arguments(get_tool(approval.tool_name), edited_arguments)
+        tool = get_tool(approval.tool_name)
+        problem = validate_arguments(tool, edited_arguments)
         if problem:
             raise ValidationError(
                 f"The edited arguments do not fit {approval.tool_name}: {problem}"
             )
+        _check_edit_within_grant(approval, tool, edited_arguments)
     now = timezone.now()
-    won = ApprovalRequest.objects.filter(pk=approval.pk, status=ApprovalStatus.PENDING).update(
+    # Past its deadline a request can no longer be decided, even before the expiry job runs.
+    open_request = Q(deadline__isnull=True) | Q(deadline__gt=now)
+    won = ApprovalRequest.objects.filter(
+        open_request, pk=approval.pk, status=ApprovalStatus.PENDING
+    ).update(
         status=decision,
         decided_by=user,
         decided_at=now,
@@ -127,6 +134,8 @@ def approval_decide(
         approved_arguments=edited_arguments,
     )
     approval.refresh_from_db()
+    if not won and approval.status == ApprovalStatus.PENDING:
+        raise DecisionConflict("Its deadline has passed; it expires without being executed.")
     if not won:
         who = approval.decided_by.get_username() if approval.decided_by else "the system"
         when = f" at {approval.decided_at:%Y-%m-%d %H:%M:%S}" if approval.decided_at else ""
@@ -169,6 +178,20 @@ def approval_decide(
         reason=f"approval #{approval.pk} {decision}",
     )
     return approval
+
+
+def _check_edit_within_grant(approval: ApprovalRequest, tool, edited: dict) -> None:
+    """An edit may change an action, never widen what the employee is allowed to do."""
+    from employees.models import ToolGrant
+
+    grant = ToolGrant.objects.filter(employee=approval.employee_id, tool_name=tool.name).first()
+    if grant is None:
+        raise ValidationError(f"{approval.employee.name} no longer has {tool.name}.")
+    refusal = tool.check_scope(edited, grant.scope) if tool.check_scope else None
+    if refusal:
+        raise ValidationError(
+            f"The edited action is outside what {approval.employee.name} may do: {refusal}"
+        )
 
 
 def _apply_budget_raise(approval: ApprovalRequest) -> None:

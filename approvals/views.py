@@ -31,11 +31,21 @@ def _client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
-def _row(request, approval, *, error: str = "", editing: bool = False, form=None) -> HttpResponse:
+def _row(
+    request, approval, *, error: str = "", editing: bool = False, form=None, arguments_text=None
+) -> HttpResponse:
+    if editing and arguments_text is None:
+        arguments_text = json.dumps(approval.arguments, indent=2, ensure_ascii=False)
     return render(
         request,
         "approvals/inbox.html#approval-row",
-        {"approval": approval, "error": error, "editing": editing, "edit_form": form},
+        {
+            "approval": approval,
+            "error": error,
+            "editing": editing,
+            "edit_form": form,
+            "arguments_text": arguments_text,
+        },
     )
 
 
@@ -140,16 +150,15 @@ def approval_edit_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             return _row(request, approval, editing=True, form=form)
         edited = form.arguments(approval.arguments)
     else:
+        text = request.POST.get("arguments", "")
         try:
-            edited = json.loads(request.POST.get("arguments", ""))
+            edited = json.loads(text)
         except ValueError as exc:
-            return _row(
-                request, approval, editing=True, error=f"The arguments are not valid JSON: {exc}"
-            )
+            error = f"The arguments are not valid JSON: {exc}"
+            return _row(request, approval, editing=True, arguments_text=text, error=error)
         if not isinstance(edited, dict):
-            return _row(
-                request, approval, editing=True, error="The arguments must be a JSON object."
-            )
+            error = "The arguments must be a JSON object."
+            return _row(request, approval, editing=True, arguments_text=text, error=error)
     try:
         approval = approval_decide(
             approval=approval,
@@ -159,7 +168,14 @@ def approval_edit_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             client_address=_client_address(request),
         )
     except ValidationError as exc:
-        return _row(request, approval, editing=True, form=form, error=" ".join(exc.messages))
+        return _row(
+            request,
+            approval,
+            editing=True,
+            form=form,
+            arguments_text=request.POST.get("arguments"),
+            error=" ".join(exc.messages),
+        )
     except DecisionConflict as exc:
         return _row(request, approval, error=str(exc))
     return _row(request, approval)
@@ -170,7 +186,11 @@ def inbox_bulk_hx(request: HtmxHttpRequest) -> HttpResponse:
     """Approve or reject the selected requests; already-decided ones are reported, not redone."""
     action = request.POST.get("action")
     reason = request.POST.get("reason", "")
-    ids = [int(value) for value in request.POST.getlist("selected") if value.isdigit()]
+    ids = [
+        int(value)
+        for value in request.POST.getlist("selected")
+        if value.isascii() and value.isdigit()
+    ]
     decided, problems = 0, []
     if action not in ("approve", "reject"):
         problems.append("Choose approve or reject.")

@@ -310,8 +310,26 @@ def task_cancel(*, task: Task, actor: Actor, reason: str) -> bool:
         )
     )
     if changed:
+        _close_open_requests(task)
         audit_log(action="task.cancelled", actor=actor, subject=task, data={"reason": reason})
     return bool(changed)
+
+
+def _close_open_requests(task: Task) -> None:
+    """A cancelled task's pending approvals and open escalations leave the inbox and the desk."""
+    from approvals.models import (
+        ApprovalRequest,
+        ApprovalStatus,
+        Escalation,
+        EscalationStatus,
+    )
+
+    ApprovalRequest.objects.filter(task=task, status=ApprovalStatus.PENDING).update(
+        status=ApprovalStatus.CANCELLED, decided_at=timezone.now()
+    )
+    Escalation.objects.filter(task=task, status=EscalationStatus.OPEN).update(
+        status=EscalationStatus.CLOSED
+    )
 
 
 def tasks_reclaim_expired(*, now: datetime | None = None) -> int:

@@ -7,7 +7,13 @@ import pytest
 from approvals.models import ApprovalKind, ApprovalRequest
 from tasks.models import TaskStatus
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.conftest import (
+    EmployeeFactory,
+    MembershipFactory,
+    TeamFactory,
+    ToolGrantFactory,
+    UserFactory,
+)
 
 
 def make_approval(
@@ -41,6 +47,13 @@ def teams(db):
     support, ops = TeamFactory(name="Support"), TeamFactory(name="Ops")
     ava = EmployeeFactory(name="Ava", handle="ava", team=support)
     rex = EmployeeFactory(name="Rex", handle="rex", team=ops)
+    for employee in (ava, rex):
+        ToolGrantFactory(
+            employee=employee,
+            tool_name="send_email",
+            scope={"allowed_domains": ["example.com"]},
+            policy="needs_approval",
+        )
     return {"support": support, "ops": ops, "ava": ava, "rex": rex}
 
 

@@ -284,3 +284,83 @@ def test_a_person_chooses_how_to_hear_about_new_requests(client, approver):
     response = client.post("/inbox/notifications/", {"mode": "carrier-pigeon"}, headers=HX)
     assert "Choose one of" in response.text
     assert NotificationPreference.objects.get(user=approver).mode == "digest"
+
+
+# --- found in review ------------------------------------------------------------------------------
+
+
+def test_a_non_email_action_can_be_edited_as_json_and_submitted_unchanged(client, teams, approver):
+    from tests.conftest import ToolGrantFactory
+
+    ToolGrantFactory(
+        employee=teams["ava"],
+        tool_name="http_request",
+        scope={"allowed_hosts": ["x.example"], "allowed_methods": ["POST"]},
+    )
+    approval = make_approval(
+        teams["ava"],
+        tool="http_request",
+        arguments={"method": "POST", "url": "https://x.example/y", "body": "{}"},
+    )
+    client.force_login(approver)
+    form = client.get(f"/inbox/{approval.pk}/edit/", headers=HX)
+    text = form.context["arguments_text"]
+    assert '"method": "POST"' in text
+    bad = client.post(f"/inbox/{approval.pk}/edit/approve/", {"arguments": "{oops"}, headers=HX)
+    assert "not valid JSON" in bad.text and "{oops" in bad.text  # the person's text is kept
+    ok = client.post(f"/inbox/{approval.pk}/edit/approve/", {"arguments": text}, headers=HX)
+    assert "Approved by dana" in ok.text
+
+
+def test_an_edit_cannot_widen_the_grant(client, teams, approver):
+    approval = make_approval(teams["ava"])
+    client.force_login(approver)
+    response = client.post(
+        f"/inbox/{approval.pk}/edit/approve/",
+        {"to": "boss@evil.test", "subject": "s", "body": "b"},
+        headers=HX,
+    )
+    assert "outside what Ava may do" in response.text
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING
+
+
+def test_cancelling_a_task_takes_its_requests_out_of_the_inbox(client, teams, approver):
+    from aiworkforce.audit import Actor
+    from tasks.services import task_cancel
+
+    approval = make_approval(teams["ava"])
+    task_cancel(task=approval.task, actor=Actor.system("t"), reason="no longer needed")
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.CANCELLED
+    client.force_login(approver)
+    assert f'id="approval-{approval.pk}"' not in client.get("/inbox/").text
+
+
+def test_a_request_past_its_deadline_cannot_be_decided(client, teams, approver):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    approval = make_approval(teams["ava"])
+    ApprovalRequest.objects.filter(pk=approval.pk).update(
+        deadline=timezone.now() - timedelta(minutes=1)
+    )
+    client.force_login(approver)
+    response = client.post(f"/inbox/{approval.pk}/approve/", headers=HX)
+    assert "Its deadline has passed" in response.text
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING
+
+
+def test_bulk_ignores_ids_that_are_not_numbers(client, teams, approver):
+    client.force_login(approver)
+    response = client.post(
+        "/inbox/bulk/", {"action": "approve", "selected": ["²", "x"]}, headers=HX
+    )
+    assert response.status_code == 200 and "Select at least one request." in response["HX-Trigger"]
+
+
+def test_an_expired_session_sends_htmx_requests_to_the_login_page(client):
+    response = client.get("/inbox/count/", headers=HX)
+    assert response.status_code == 204 and response["HX-Redirect"].startswith("/accounts/login/")

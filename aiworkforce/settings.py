@@ -253,6 +253,9 @@ FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 # --- Memory -----------------------------------------------------------------------------------
 # Fixed per deployment: the embedding column and its HNSW index are created with this size.
 MEMORY_EMBEDDING_DIMENSIONS = 384
+# With OPENAI_API_KEY set, the /v1/embeddings model to use (asked for 384 dimensions); without
+# it, or without a key, the offline hashed n-gram embedder (employees/embeddings.py) is used.
+MEMORY_EMBEDDING_MODEL = env_str("MEMORY_EMBEDDING_MODEL", "")
 
 # --- Worker cluster (django-q2) ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

@@ -128,7 +128,7 @@ def test_an_http_request_shows_method_and_url_but_no_secrets(people, mailoutbox)
     notify_new_approval(_request(people["ava"], tool="http_request", arguments=arguments).pk)
     body = mailoutbox[0].body
     assert "HTTP POST https://api.example.com/v1/refunds?api_key=[redacted]&order=42" in body
-    assert "Headers: Authorization" in body and 'Body: 14 characters (see the inbox)' in body
+    assert "Headers: Authorization" in body and "Body: 14 characters (see the inbox)" in body
     for secret in ["hunter2", "sk-live-123", "tok-999"]:
         assert secret not in body
 

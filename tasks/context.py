@@ -21,7 +21,7 @@ LESSONS_IN_PROMPT = 5
 FINAL_STATUSES = {"ok", "error", "refused", "rejected", "proposed", "unknown"}
 
 
-def system_prompt(task: Task, tool_names: list[str]) -> str:
+def system_prompt(task: Task, tool_names: list[str], *, has_lessons: bool = True) -> str:
     employee = task.employee
     lines = [
         f"You are {employee.name} (@{employee.handle}), an AI employee of the team "
@@ -42,7 +42,8 @@ def system_prompt(task: Task, tool_names: list[str]) -> str:
         for number, step in enumerate(employee.sop, start=1):
             hint = f" [tool: {step['tool']['name']}]" if step.get("tool") else ""
             lines.append(f"  {number}. {step['text']}{hint}")
-    lines.extend(_lesson_lines(task))
+    if has_lessons:  # the claim already told us whether there are any: no query when not
+        lines.extend(_lesson_lines(task))
     lines.append(
         "Tools available to you: " + (", ".join(tool_names) if tool_names else "none") + ". "
         "Some actions wait for a person's approval; a rejection comes back as the tool's result. "

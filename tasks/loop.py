@@ -118,7 +118,7 @@ def _loop(state: LoopState) -> None:
     tool_names = [name for name in state.grants if _tool_or_none(name)]
     tools = [get_tool(name).schema_for_model() for name in tool_names]
     tools_chars = len(json.dumps(tools))
-    system = system_prompt(task, tool_names)
+    system = system_prompt(task, tool_names, has_lessons=getattr(task, "has_lessons", True))
     while True:
         transcript = rebuild(task, state.steps, system)
         state.next_seq = transcript.next_seq

@@ -176,7 +176,12 @@ WITH old AS (
     WHERE EXISTS (SELECT 1 FROM claimed)
     RETURNING id, number, started_at
 ), audit AS ({audit})
-SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner, claimed.old_reserved
+SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
+    claimed.old_reserved,
+    EXISTS (
+        SELECT 1 FROM employees_memoryentry m JOIN tasks_task t ON t.employee_id = m.employee_id
+        WHERE t.id = %(task)s AND m.kind = 'lesson'
+    ) AS has_lessons
 FROM run, claimed
 """
 
@@ -205,7 +210,7 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, number, started_at, old_status, old_owner, old_reserved = row
+    run_id, number, started_at, old_status, old_owner, old_reserved, has_lessons = row
     task = Task.objects.select_related("employee__team").get(pk=task_id)
     if old_status == TaskStatus.RUNNING:
         with transaction.atomic():
@@ -217,6 +222,7 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
                 data={"from": old_owner},
             )
     run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
+    task.has_lessons = has_lessons
     return task, run
 
 

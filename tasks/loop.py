@@ -92,7 +92,10 @@ def run_task(
         pass
     except Exception as exc:  # a bug or an outage: never leave the task "running" forever
         logger.exception("task %s failed", task.pk)
-        _record(state, StepKind.ERROR, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        try:
+            _record(state, StepKind.ERROR, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
+        except Parked:
+            return None  # no longer ours: whoever holds it now carries on
         services.task_release(
             task=task,
             status=TaskStatus.FAILED,

@@ -24,14 +24,8 @@ from tasks.models import Task, TaskStatus
 from tasks.services import task_create
 from tests.conftest import UserFactory
 from tests.fakes.openai_server import reply
-from tests.tasks import conftest as loop_fixtures
 
 pytestmark = pytest.mark.django_db
-
-# The loop's fixtures: a scripted OpenAI-compatible server and an employee with grants.
-_model_server = loop_fixtures._model_server
-model_server = loop_fixtures.model_server
-clerk = loop_fixtures.clerk
 
 
 def _task(employee, text="Please help the customer.") -> Task:

@@ -234,15 +234,6 @@ def _release_dead_reservation(*, task: Task, amount) -> None:
         ).update(reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))))
 
 
-def task_renew_lease(*, task: Task, worker: str = WORKER_ID) -> bool:
-    """Extend this worker's lease; False means the task is no longer ours."""
-    return bool(
-        Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, lease_owner=worker).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS)
-        )
-    )
-
-
 def task_release(
     *, task: Task, status: str, reason: str = "", result: str | None = None, worker: str = WORKER_ID
 ) -> bool:

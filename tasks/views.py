@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
 from approvals.models import ApprovalRequest, Escalation
-from tasks.models import FINISHED_STATUSES, TaskStatus
+from tasks.models import TaskStatus
 from tasks.selectors import task_for_user, tasks_visible_to
 from tasks.trace import describe_step
 
@@ -40,7 +40,7 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context = {
         "task": task,
         "steps": steps,
-        "live": task.status not in FINISHED_STATUSES,
+        "live": not task.is_finished,
         "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
         "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 
 def product(request: HttpRequest) -> dict:
@@ -12,7 +13,8 @@ def product(request: HttpRequest) -> dict:
     if user is not None and user.is_authenticated:
         from approvals.selectors import pending_count_for
 
-        inbox_count = pending_count_for(user)
+        # Counted only if a template shows the badge: fragments and swaps never pay for it.
+        inbox_count = SimpleLazyObject(lambda: pending_count_for(user))
     return {
         "inbox_count": inbox_count,
         "product_name": settings.PRODUCT_NAME,

@@ -364,3 +364,17 @@ def test_bulk_ignores_ids_that_are_not_numbers(client, teams, approver):
 def test_an_expired_session_sends_htmx_requests_to_the_login_page(client):
     response = client.get("/inbox/count/", headers=HX)
     assert response.status_code == 204 and response["HX-Redirect"].startswith("/accounts/login/")
+
+
+def test_fragments_do_not_count_the_badge(client, teams, approver):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    approval = make_approval(teams["ava"])
+    client.force_login(approver)
+    with CaptureQueriesContext(connection) as fragment:
+        client.post(f"/inbox/{approval.pk}/approve/", headers=HX)
+    assert not [q for q in fragment.captured_queries if "COUNT(" in q["sql"]]
+    with CaptureQueriesContext(connection) as page:
+        client.get("/employees/")
+    assert [q for q in page.captured_queries if "COUNT(" in q["sql"]]  # a full page shows it

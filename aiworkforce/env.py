@@ -103,3 +103,23 @@ def env_json_prices(name: str) -> dict[str, tuple[Decimal, Decimal]]:
     if any(p < 0 or not p.is_finite() for pair in prices.values() for p in pair):
         raise ImproperlyConfigured(f"{name}: prices must be finite numbers of at least 0.")
     return prices
+
+
+def env_json_retention(name: str, default: dict[str, int]) -> dict[str, int]:
+    """Days to keep each memory kind: {"episode": 90, "fact": 365}."""
+    from django.core.exceptions import ValidationError
+
+    from employees.validators import validate_retention
+
+    value = _raw(name)
+    if not value:
+        return dict(default)
+    try:
+        table = json.loads(value)
+        validate_retention(table)
+    except (ValueError, ValidationError) as exc:
+        message = exc.messages[0] if isinstance(exc, ValidationError) else "it is not JSON"
+        raise ImproperlyConfigured(
+            f'{name} must be JSON like {{"episode": 90}} (days per memory kind): {message}'
+        ) from None
+    return table

@@ -16,6 +16,7 @@ from aiworkforce.env import (
     env_decimal,
     env_int,
     env_json_prices,
+    env_json_retention,
     env_list,
     env_str,
 )
@@ -129,6 +130,14 @@ if DATABASE_POOL_SIZE:
         "max_size": DATABASE_POOL_SIZE,
         "timeout": 60,
     }
+# The agent loop's own statements (claim, reservation, step writes) are long CTEs; preparing
+# them once per connection saves their parse and plan on every step. Turn off behind a
+# transaction-pooling PgBouncer older than 1.21, which cannot keep prepared statements.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASE_PREPARED_STATEMENTS:
+    # psycopg prepares nothing while this is None (Django's default). The ORM's cursors bind
+    # on the client and never prepare; only tasks.steps.loop_cursor asks for it.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1000
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -247,15 +256,40 @@ WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
 # Django refuses bodies over this before our webhook view can answer 413 with a clear message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BYTES + 1024)
 APPROVAL_DEADLINE_HOURS = env_int("APPROVAL_DEADLINE_HOURS", 24, minimum=1)
+# Delegation between employees: how deep a chain of delegated requests may go below the
+# original request, how many requests one task may delegate, and how long a delegating task
+# waits for a result (unless it asks for less) before a person is asked what to do.
+DELEGATION_MAX_DEPTH = env_int("DELEGATION_MAX_DEPTH", 3, minimum=1)
+DELEGATION_MAX_CHILDREN = env_int("DELEGATION_MAX_CHILDREN", 5, minimum=1)
+DELEGATION_DEADLINE_HOURS = env_int("DELEGATION_DEADLINE_HOURS", 24, minimum=1)
 # Key for secrets stored in the database (webhook secrets); derived from SECRET_KEY when unset.
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 
 # --- Memory -----------------------------------------------------------------------------------
 # Fixed per deployment: the embedding column and its HNSW index are created with this size.
-MEMORY_EMBEDDING_DIMENSIONS = 384
+# Changing it later means `manage.py reembed_memory --resize` (rebuilds the column and index).
+MEMORY_EMBEDDING_DIMENSIONS = env_int("MEMORY_EMBEDDING_DIMENSIONS", 384, minimum=2)
 # With OPENAI_API_KEY set, the /v1/embeddings model to use (asked for 384 dimensions); without
 # it, or without a key, the offline hashed n-gram embedder (employees/embeddings.py) is used.
 MEMORY_EMBEDDING_MODEL = env_str("MEMORY_EMBEDDING_MODEL", "")
+# Memories put in front of the model at the start of each task (the `recall` tool asks for more).
+MEMORY_RECALL_K = env_int("MEMORY_RECALL_K", 5, minimum=0)
+# HNSW candidate list for recall: higher is more exact and slower (see benchmarks/memory.py).
+MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100, minimum=1)
+# Days to keep each kind of memory unless an employee says otherwise; kinds not named are kept.
+MEMORY_RETENTION_DAYS = env_json_retention("MEMORY_RETENTION_DAYS", {"episode": 90})
+# Knowledge uploads: the largest file accepted, and chunking (characters, with overlap).
+MEMORY_UPLOAD_MAX_BYTES = env_int("MEMORY_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+MEMORY_CHUNK_CHARS = env_int("MEMORY_CHUNK_CHARS", 1200, minimum=200)
+MEMORY_CHUNK_OVERLAP = env_int("MEMORY_CHUNK_OVERLAP", 200, minimum=0)
+
+# Memory recall walks the HNSW index with iterative scans, so a scope filter still yields k rows;
+# set per connection, so a recall is one statement (pgvector reads these as the scan starts).
+_options = DATABASES["default"].setdefault("OPTIONS", {})
+_options["options"] = (
+    _options.get("options", "")
+    + f" -c hnsw.ef_search={MEMORY_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order"
+).strip()
 
 # --- Worker cluster (django-q2) ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

@@ -19,6 +19,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("employees/", include("employees.urls")),
+    # /employees/<handle>/memory/ and /teams/<id>/memory/
+    path("", include("employees.memory_urls")),
     path("hooks/", include("tasks.webhook_urls")),
     path("inbox/", include("approvals.urls")),
     path("tasks/", include("tasks.urls")),

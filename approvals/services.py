@@ -20,7 +20,7 @@ from approvals.models import (
     Escalation,
     EscalationStatus,
 )
-from employees.models import Employee, MemoryEntry, MemoryKind, MemoryScope
+from employees.models import Employee, MemoryEntry, MemoryKind
 from tasks.models import DailySpend, Task, TaskStatus
 from tasks.tools import Risk, get_tool, validate_arguments
 
@@ -77,9 +77,16 @@ def budget_raise_request_create(*, task: Task, refusal) -> ApprovalRequest:
     # Enough for this call and then some, so one approval is not at once followed by another.
     step = Decimal("1") if refusal.scope == "turn" else Decimal("0.01")
     requested = max(needed, current * 2).quantize(step)
+    # The whole request's ceiling belongs to whoever asked for the request: its team decides
+    # (in its inbox), though the delegated task that hit the ceiling is the one that resumes.
+    decides = (
+        Task.objects.select_related("employee").get(pk=task.root_id).employee
+        if refusal.scope == "request" and task.root_id
+        else task.employee
+    )
     approval = ApprovalRequest.objects.create(
         task=task,
-        employee=task.employee,
+        employee=decides,
         kind=ApprovalKind.BUDGET_RAISE,
         arguments={"scope": refusal.scope, "current": str(current), "requested": str(requested)},
         reason=refusal.message,
@@ -157,7 +164,12 @@ def approval_decide(
     lesson = _approval_lesson(approval)
     if lesson:
         lesson_record(
-            employee=approval.employee, text=lesson, source=f"approval #{approval.pk}", user=user
+            employee=approval.employee,
+            text=lesson,
+            source=f"approval #{approval.pk}",
+            user=user,
+            details=_approval_lesson_details(approval),
+            task=approval.task,
         )
     task = approval.task
     if approval.kind == ApprovalKind.BUDGET_RAISE and decision == ApprovalStatus.APPROVED:
@@ -200,6 +212,10 @@ def _apply_budget_raise(approval: ApprovalRequest) -> None:
     if scope == "task":
         task.budget_overrides = {**task.budget_overrides, "task_cost": requested}
         task.save(update_fields=["budget_overrides"])
+    elif scope == "request":  # the root of a delegated task's tree: its ceiling covers them all
+        root = Task.objects.get(pk=task.root_id)
+        root.budget_overrides = {**root.budget_overrides, "task_cost": requested}
+        root.save(update_fields=["budget_overrides"])
     elif scope == "turn":
         task.budget_overrides = {**task.budget_overrides, "turn_tokens": int(Decimal(requested))}
         task.save(update_fields=["budget_overrides"])
@@ -269,6 +285,8 @@ def escalation_answer(
             text=_escalation_lesson(escalation),
             source=f"escalation #{escalation.pk}",
             user=user,
+            details={"decision": "answered", "option": chosen_option, "answer": answer.strip()},
+            task=escalation.task,
         )
     from tasks.services import task_cancel, task_resume
 
@@ -335,24 +353,22 @@ def _approval_expire(*, approval_id: int, now: datetime) -> bool:
 # --- lessons from people's feedback -------------------------------------------------------------
 
 
-def lesson_record(*, employee: Employee, text: str, source: str, user) -> MemoryEntry:
+def lesson_record(
+    *, employee: Employee, text: str, source: str, user, details: dict | None = None, task=None
+) -> MemoryEntry:
     """Remember a person's feedback as a lesson the employee applies from its next task on."""
-    # The embedding stays empty until the memory pipeline embeds it.
-    entry = MemoryEntry.objects.create(
-        scope=MemoryScope.EMPLOYEE,
-        employee=employee,
+    from employees.memory import memory_remember
+
+    return memory_remember(
         kind=MemoryKind.LESSON,
+        employee=employee,
         text=text[:2000],
-        source=source[:300],
-        created_by=user if getattr(user, "pk", None) else None,
-    )
-    audit_log(
-        action="memory.lesson_recorded",
+        source=source,
+        details=details,
+        source_task=task,
+        user=user,
         actor=Actor.for_user(user),
-        subject=entry,
-        data={"employee": employee.pk, "source": source, "text": entry.text},
     )
-    return entry
 
 
 def _quote(value) -> str:
@@ -379,6 +395,12 @@ def arguments_change_summary(before: dict, after: dict) -> str:
     return "; ".join(changes)
 
 
+def _on_task(approval: ApprovalRequest) -> str:
+    # The title says what the work was about, so a similar task later recalls the lesson.
+    title = approval.task.title if approval.task_id else ""
+    return f"On the task {_quote(title)}, a person" if title else "A person"
+
+
 def _approval_lesson(approval: ApprovalRequest) -> str:
     what = (
         f"your {approval.tool_name} action"
@@ -387,14 +409,28 @@ def _approval_lesson(approval: ApprovalRequest) -> str:
     )
     comment = approval.decision_comment
     if approval.status == ApprovalStatus.REJECTED:
-        return f"A person rejected {what}. Reason: {comment}"
+        return f"{_on_task(approval)} rejected {what}. Reason: {comment}"
     if approval.approved_arguments is None:
         return ""
     changes = arguments_change_summary(approval.arguments, approval.approved_arguments)
     if not changes:
         return ""
-    lesson = f"A person approved {what} only after changing it: {changes}."
+    lesson = f"{_on_task(approval)} approved {what} only after changing it: {changes}."
     return f"{lesson} Comment: {comment}" if comment else lesson
+
+
+def _approval_lesson_details(approval: ApprovalRequest) -> dict:
+    """What the offline engine needs to apply the lesson: the tool, the decision, the edits."""
+    details = {"tool": approval.tool_name, "reason": approval.decision_comment}
+    if approval.status == ApprovalStatus.REJECTED:
+        return {**details, "decision": "rejected"}
+    before, after = approval.arguments or {}, approval.approved_arguments or {}
+    changes = {
+        key: {"from": before.get(key), "to": after.get(key)}
+        for key in {*before, *after}
+        if before.get(key) != after.get(key)
+    }
+    return {**details, "decision": "edited", "changes": changes}
 
 
 def _escalation_lesson(escalation: Escalation) -> str:

@@ -184,11 +184,16 @@ def ours(tasks: int) -> tuple[list[tuple[float, float]], float]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from employees.models import MemoryEntry
     from tasks.loop import run_task
     from tasks.models import Step, StepKind, TaskStatus
     from tasks.services import task_create
 
     employee = bench_employee()
+    # Each run starts from the same memory: the episodes of earlier runs would otherwise pile
+    # up and make every run's recall a little slower than the last (this run's own episodes
+    # are recalled, as in production).
+    MemoryEntry.objects.filter(employee=employee).delete()
     per_step, queries = [], []
     for n in range(tasks):
         task, _ = task_create(

@@ -19,6 +19,7 @@ from employees.models import (
     Duty,
     Employee,
     EmployeeStatus,
+    KnowledgeDocument,
     MemoryEntry,
     Team,
     TeamMembership,
@@ -194,7 +195,7 @@ class EmployeeAdmin(admin.ModelAdmin):
     list_filter = ["status", "team", "always_on"]
     search_fields = ["name", "handle", "role_title", "job_description"]
     list_select_related = ["team", "manager"]
-    autocomplete_fields = ["team", "manager"]
+    autocomplete_fields = ["team", "manager", "reports_to"]
     readonly_fields = [
         "agent_id",
         "status",
@@ -213,6 +214,14 @@ class EmployeeAdmin(admin.ModelAdmin):
         ),
         ("Role", {"fields": ["role_title", "job_description"]}),
         (
+            "Organisation",
+            {
+                "fields": ["reports_to", "is_manager"],
+                "description": "Who may delegate to whom: the same team, the reporting line, a "
+                "delegate grant's allow-list, and other teams' manager employees.",
+            },
+        ),
+        (
             "Brief",
             {"fields": ["goals", "tone", "constraints", "success_criteria", "escalation_rules"]},
         ),
@@ -220,6 +229,7 @@ class EmployeeAdmin(admin.ModelAdmin):
         ("Model", {"fields": ["model_name", "model_base_url", "temperature"]}),
         ("Working hours", {"fields": ["always_on", "timezone"]}),
         ("Budgets", {"fields": ["max_tokens_per_turn", "max_cost_per_task", "max_cost_per_day"]}),
+        ("Memory", {"fields": ["memory_retention_days"]}),
         (
             "Lifecycle",
             {"fields": ["status", "hired_at", "offboarded_at", "created_at", "updated_at"]},
@@ -367,15 +377,15 @@ class MemoryEntryAdmin(admin.ModelAdmin):
     list_filter = ["kind", "scope", "pinned"]
     list_select_related = ["employee", "team"]
     search_fields = ["text", "source"]
-    raw_id_fields = ["employee", "team", "created_by"]
+    raw_id_fields = ["employee", "team", "created_by", "source_task", "document"]
     exclude = ["embedding"]
 
     @admin.display(description="Memory")
     def short_text(self, entry: MemoryEntry) -> str:
         return entry.text[:80]
 
-    # Memory is written by employees and governed on its own page (a later issue); here it is
-    # read-only so nothing changes it without an audit entry.
+    # Memory is written by employees and governed on its own page; here it is read-only so
+    # nothing changes it without an audit entry.
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -384,3 +394,18 @@ class MemoryEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(KnowledgeDocument)
+class KnowledgeDocumentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Uploads are made, read and deleted on the memory pages (audited); here they are listed."""
+
+    list_display = ["title", "scope", "employee", "team", "status", "chunks_done", "chunks_total"]
+    list_filter = ["status", "scope", "content_type"]
+    list_select_related = ["employee", "team"]
+    search_fields = ["title", "sha256"]
+    exclude = ["content"]
+    readonly_fields = ["size_bytes", "sha256", "chunks_total", "chunks_done", "error"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("content")

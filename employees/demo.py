@@ -1,4 +1,9 @@
-"""The demo workforce: two teams and four AI employees with real briefs, SOPs, tools and duties."""
+"""The demo workforce: three teams and eight AI employees with real briefs, SOPs, tools and duties.
+
+The onboarding team shows delegation: its coordinator (a manager employee) splits a request
+into linked requests for the HR, IT and facilities specialists and assembles their results;
+IT's laptop order waits for a person's approval.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,68 @@ from django.db import transaction
 
 from aiworkforce.audit import Actor
 from employees import services
-from employees.models import Duty, Employee, EmployeeStatus, Team, ToolGrant, ToolPolicy
+from employees.memory import memory_remember
+from employees.models import (
+    Duty,
+    Employee,
+    EmployeeStatus,
+    MemoryKind,
+    Team,
+    ToolGrant,
+    ToolPolicy,
+)
 
 TEAMS = [
-    {"name": "Customer Support", "description": "Answers customers and keeps the inbox at zero."},
-    {"name": "IT Operations", "description": "Keeps systems healthy and people equipped."},
+    {
+        "name": "Customer Support",
+        "description": "Answers customers and keeps the inbox at zero.",
+        "knowledge": [
+            "Password resets: customers reset their own password at https://example.com/reset; "
+            "the link is valid for one hour. Support staff never set passwords for customers.",
+            "Refunds and credits are decided by the support lead, never by an AI employee.",
+        ],
+    },
+    {
+        "name": "IT Operations",
+        "description": "Keeps systems healthy and people equipped.",
+        "knowledge": [
+            "Access to billing and finance systems needs the finance lead's written approval.",
+        ],
+    },
+    {
+        "name": "Onboarding",
+        "description": "Gets new hires ready for their first day: paperwork, equipment, access.",
+        "knowledge": [
+            "New hires get their laptop from IT on their first day; order it five working days ahead.",
+        ],
+    },
 ]
+
+# Every demo employee can search and add to its long-term memory (used by a real model).
+MEMORY_GRANTS = [("recall", {}, ToolPolicy.AUTO), ("remember", {}, ToolPolicy.AUTO)]
+
+ONBOARDING_REQUEST = "Onboard the new analyst who starts Monday; needs a laptop and a badge"
+
+
+def _delegate_hint(handle: str, instructions: str, expected: str) -> dict:
+    return {
+        "name": "delegate",
+        "arguments": {
+            "to": handle,
+            "instructions": instructions + " Request: {input}",
+            "expected_result": expected,
+        },
+    }
+
+
+def _email_hint(to: str, subject: str, body: str) -> dict:
+    return {
+        "name": "send_email",
+        "arguments": {"to": [to], "subject": subject, "body": body + "\n\n{input}"},
+    }
+
+
+_ONBOARDING_EMAIL = ("send_email", {"allowed_domains": ["example.com"]})
 
 EMPLOYEES = [
     {
@@ -186,6 +247,160 @@ EMPLOYEES = [
         "duties": [],
         "hours": (True, "UTC", []),
     },
+    {
+        "team": "Onboarding",
+        "status": EmployeeStatus.ACTIVE,
+        "fields": {
+            "name": "Olivia",
+            "handle": "olivia-onboarding",
+            "avatar_colour": "#15803d",
+            "is_manager": True,
+            "role_title": "Onboarding coordinator (manager employee)",
+            "job_description": "Takes each onboarding request, splits it into linked requests for "
+            "the HR, IT and facilities specialists, follows them and assembles one summary.",
+            "goals": "Every new hire has paperwork, a laptop and a badge before their first day.",
+            "tone": "Organised and brief: what is done, what is pending, who owns it.",
+            "constraints": "Do not do the specialists' work yourself; delegate it and report.",
+            "success_criteria": "All three specialists report done before the start date.",
+            "escalation_rules": "Escalate when a specialist fails or is late for the start date.",
+            "sop": [
+                {"text": "Split the request into HR, IT and facilities work."},
+                {
+                    "text": "Ask HR to prepare the paperwork and first-day schedule.",
+                    "tool": _delegate_hint(
+                        "hana-hr",
+                        "Prepare the contract, payroll and first-day schedule for the new hire.",
+                        "Paperwork and first-day schedule ready.",
+                    ),
+                },
+                {
+                    "text": "Ask IT for a laptop and accounts.",
+                    "tool": _delegate_hint(
+                        "ivan-it",
+                        "Order a laptop and prepare accounts for the new hire.",
+                        "Laptop ordered and accounts ready for day one.",
+                    ),
+                },
+                {
+                    "text": "Ask facilities for a badge and a desk.",
+                    "tool": _delegate_hint(
+                        "fay-facilities",
+                        "Issue a building badge and assign a desk for the new hire.",
+                        "Badge and desk ready for day one.",
+                    ),
+                },
+                {"text": "Assemble the specialists' results into one onboarding summary."},
+            ],
+        },
+        "grants": [
+            ("delegate", {"max_children": 5}, ToolPolicy.AUTO),
+            ("escalate_to_human", {}, ToolPolicy.AUTO),
+        ],
+        "duties": [],
+        "hours": (True, "UTC", []),
+    },
+    {
+        "team": "Onboarding",
+        "status": EmployeeStatus.ACTIVE,
+        "reports_to": "olivia-onboarding",
+        "fields": {
+            "name": "Hana",
+            "handle": "hana-hr",
+            "avatar_colour": "#a21caf",
+            "role_title": "HR onboarding specialist",
+            "job_description": "Prepares contracts, payroll and the first-day schedule for new hires.",
+            "goals": "Paperwork is signed before day one.",
+            "tone": "Friendly and exact.",
+            "constraints": "Never share salary details outside HR and payroll.",
+            "success_criteria": "Payroll and contract confirmed; schedule sent.",
+            "escalation_rules": "Escalate missing contract details to the HR lead.",
+            "sop": [
+                {
+                    "text": "Ask payroll to set up the contract and salary.",
+                    "tool": _email_hint(
+                        "payroll@example.com",
+                        "New starter: contract and payroll",
+                        "Please prepare the contract and payroll for this new starter.",
+                    ),
+                },
+                {"text": "Report what was requested and the first-day schedule."},
+            ],
+        },
+        "grants": [
+            (*_ONBOARDING_EMAIL, ToolPolicy.AUTO),
+            ("escalate_to_human", {}, ToolPolicy.AUTO),
+        ],
+        "duties": [],
+        "hours": (True, "UTC", []),
+    },
+    {
+        "team": "Onboarding",
+        "status": EmployeeStatus.ACTIVE,
+        "reports_to": "olivia-onboarding",
+        "fields": {
+            "name": "Ivan",
+            "handle": "ivan-it",
+            "avatar_colour": "#1d4ed8",
+            "role_title": "IT equipment specialist",
+            "job_description": "Orders laptops and prepares accounts for new hires.",
+            "goals": "A working laptop and accounts on day one.",
+            "tone": "Technical and brief.",
+            "constraints": "Purchases need a person's approval; standard models only.",
+            "success_criteria": "Laptop ordered, accounts ready before day one.",
+            "escalation_rules": "Escalate non-standard hardware requests.",
+            "sop": [
+                {
+                    "text": "Order a standard analyst laptop from procurement (a purchase: needs approval).",
+                    "tool": _email_hint(
+                        "procurement@example.com",
+                        "Laptop order for a new starter",
+                        "Please order one standard analyst laptop (14 inch, 32 GB) for this new starter.",
+                    ),
+                },
+                {"text": "Report the order and the accounts to be created on day one."},
+            ],
+        },
+        "grants": [
+            (*_ONBOARDING_EMAIL, ToolPolicy.NEEDS_APPROVAL),
+            ("escalate_to_human", {}, ToolPolicy.AUTO),
+        ],
+        "duties": [],
+        "hours": (True, "UTC", []),
+    },
+    {
+        "team": "Onboarding",
+        "status": EmployeeStatus.ACTIVE,
+        "reports_to": "olivia-onboarding",
+        "fields": {
+            "name": "Fay",
+            "handle": "fay-facilities",
+            "avatar_colour": "#c2410c",
+            "role_title": "Facilities specialist",
+            "job_description": "Issues building badges and assigns desks for new hires.",
+            "goals": "Nobody waits at reception on their first day.",
+            "tone": "Practical.",
+            "constraints": "Badges only for people with a confirmed start date.",
+            "success_criteria": "Badge printed and desk assigned before day one.",
+            "escalation_rules": "Escalate when no desk is free.",
+            "sop": [
+                {
+                    "text": "Ask reception to print a badge and reserve a desk.",
+                    "tool": _email_hint(
+                        "frontdesk@example.com",
+                        "Badge and desk for a new starter",
+                        "Please print a building badge and reserve a desk for this new starter.",
+                    ),
+                },
+                {"text": "Report the badge and the desk."},
+            ],
+        },
+        "grants": [
+            (*_ONBOARDING_EMAIL, ToolPolicy.AUTO),
+            ("escalate_to_human", {}, ToolPolicy.AUTO),
+        ],
+        "duties": [],
+        "hours": (True, "UTC", []),
+    },
 ]
 
 
@@ -201,6 +416,11 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
         )
         teams[team.name] = team
         created["teams"] += was_created
+        if was_created:
+            for text in spec["knowledge"]:
+                memory_remember(
+                    kind=MemoryKind.FACT, team=team, text=text, source="demo", actor=actor
+                )
         if owner is not None:
             team.memberships.get_or_create(user=owner, defaults={"role": "manager"})
     for spec in EMPLOYEES:
@@ -209,11 +429,12 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
         employee = Employee(
             team=teams[spec["team"]],
             manager=owner,
+            reports_to=Employee.objects.filter(handle=spec.get("reports_to") or "").first(),
             max_cost_per_task=Decimal("0.50"),
             **spec["fields"],
         )
         services.employee_create(employee=employee, actor=actor)
-        for tool_name, scope, policy in spec["grants"]:
+        for tool_name, scope, policy in [*spec["grants"], *MEMORY_GRANTS]:
             services.tool_grant_save(
                 grant=ToolGrant(employee=employee, tool_name=tool_name, scope=scope, policy=policy),
                 actor=actor,

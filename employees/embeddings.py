@@ -53,6 +53,8 @@ from aiworkforce.llm.openai_provider import _client
 class Embedder(Protocol):
     dimensions: int
     name: str
+    # True when embedding is cheap and in-process (then memories are embedded as they are stored).
+    local: bool
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One L2-normalised vector of `dimensions` floats per text, in order."""
@@ -158,6 +160,8 @@ class OfflineEmbedder:
     """Hashed word, bigram and character-trigram features; no network, no model, deterministic."""
 
     name = "offline-hash-v1"
+    # Cheap and in-process: memories are embedded in the transaction that stores them.
+    local = True
 
     def __init__(self, *, dimensions: int = 384) -> None:
         self.dimensions = dimensions
@@ -189,6 +193,8 @@ class OpenAIEmbedder:
     """The `/v1/embeddings` endpoint of any OpenAI-compatible server, through the `openai` SDK."""
 
     batch_size = 256
+    # A network call: never made while holding locks; a job embeds what was stored.
+    local = False
 
     def __init__(self, *, model: str, dimensions: int, base_url: str, api_key: str) -> None:
         self.model = model

@@ -17,6 +17,7 @@ from pgvector.django import HnswIndex, VectorField
 from employees.validators import (
     validate_cron,
     validate_hex_colour,
+    validate_retention,
     validate_sop,
     validate_timezone,
 )
@@ -109,6 +110,20 @@ class Employee(models.Model):
         related_name="managed_employees",
         help_text="The person accountable for this employee's work.",
     )
+    # The organisation: AI reporting lines and manager employees that route work (delegation).
+    reports_to = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="direct_reports",
+        help_text="The AI employee this one reports to; either may delegate to the other.",
+    )
+    is_manager = models.BooleanField(
+        default=False,
+        help_text="A manager employee routes work: other teams' employees may delegate "
+        "requests into its team through it, and it decomposes them for its specialists.",
+    )
     # The one role
     role_title = models.CharField(max_length=100)
     job_description = models.TextField()
@@ -163,6 +178,15 @@ class Employee(models.Model):
         validators=[MinValueValidator(Decimal("0"), "A budget cannot be negative.")],
         help_text="US dollars this employee may spend per day (in its time zone).",
     )
+    # Memory retention: days to keep each kind, e.g. {"episode": 30}; a kind not named here
+    # follows MEMORY_RETENTION_DAYS. Pinned memories are kept whatever this says.
+    memory_retention_days = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_retention],
+        help_text='Days to keep memories of each kind, e.g. {"episode": 90, "fact": 365}. '
+        "Kinds not named follow the deployment default; pinned memories never expire.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -179,6 +203,11 @@ class Employee(models.Model):
                 name="employee_turn_tokens_positive",
                 violation_error_message="The per-turn token budget must be at least 1.",
             ),
+            models.CheckConstraint(
+                condition=~Q(reports_to=models.F("pk")),
+                name="employee_does_not_report_to_itself",
+                violation_error_message="An employee cannot report to itself.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -187,6 +216,7 @@ class Employee(models.Model):
     def clean(self) -> None:
         from aiworkforce.llm import endpoint_allowed
 
+        self._clean_reporting_line()
         if self.model_base_url and not endpoint_allowed(self.model_base_url):
             raise ValidationError(
                 {
@@ -194,6 +224,17 @@ class Employee(models.Model):
                     "OPENAI_ALLOWED_BASE_URLS first (or leave it blank for OPENAI_BASE_URL)."
                 }
             )
+
+    def _clean_reporting_line(self) -> None:
+        seen = set()
+        boss = self.reports_to
+        while boss is not None and boss.pk not in seen:
+            if self.pk is not None and boss.pk == self.pk:
+                raise ValidationError(
+                    {"reports_to": "This reporting line would loop back to the employee itself."}
+                )
+            seen.add(boss.pk)
+            boss = boss.reports_to
 
     @property
     def brief(self) -> dict[str, str]:
@@ -342,6 +383,74 @@ class MemoryKind(models.TextChoices):
     DOCUMENT = "document", "Document chunk"
 
 
+class DocumentStatus(models.TextChoices):
+    PENDING = "pending", "Waiting to be read"
+    PROCESSING = "processing", "Reading"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+_OWNER_CONSTRAINT = Q(scope="employee", employee__isnull=False, team__isnull=True) | Q(
+    scope="team", team__isnull=False, employee__isnull=True
+)
+_OWNER_MESSAGE = (
+    "An employee memory needs an employee and no team; a team memory a team and no employee."
+)
+
+
+class KnowledgeDocument(models.Model):
+    """An uploaded text, Markdown or PDF file, read into document-chunk memories by a job."""
+
+    scope = models.CharField(max_length=10, choices=MemoryScope.choices)
+    employee = models.ForeignKey(
+        Employee, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
+    )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="documents"
+    )
+    title = models.CharField(
+        max_length=200, help_text="The file name; re-uploading it replaces it."
+    )
+    content_type = models.CharField(max_length=100)
+    content = models.BinaryField(editable=False)
+    size_bytes = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING
+    )
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=_OWNER_CONSTRAINT,
+                name="document_scope_matches_owner",
+                violation_error_message=_OWNER_MESSAGE,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def owner(self):
+        return self.employee if self.scope == MemoryScope.EMPLOYEE else self.team
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == DocumentStatus.READY:
+            return 100
+        return int(100 * self.chunks_done / self.chunks_total) if self.chunks_total else 0
+
+
 class MemoryEntry(models.Model):
     scope = models.CharField(max_length=10, choices=MemoryScope.choices)
     employee = models.ForeignKey(
@@ -353,25 +462,38 @@ class MemoryEntry(models.Model):
     kind = models.CharField(max_length=10, choices=MemoryKind.choices)
     text = models.TextField()
     embedding = VectorField(dimensions=settings.MEMORY_EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Which embedder made `embedding`: vectors of different embedders cannot be compared.
+    embedder = models.CharField(max_length=100, blank=True)
     source = models.CharField(max_length=300, blank=True, help_text="Where this came from.")
+    # Structured facts about the source, e.g. for a lesson {"tool": "send_email",
+    # "decision": "rejected", "reason": "..."}; the offline engine applies lessons from them.
+    details = models.JSONField(default=dict, blank=True)
+    source_task = models.ForeignKey(
+        "tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    document = models.ForeignKey(
+        KnowledgeDocument, null=True, blank=True, on_delete=models.CASCADE, related_name="chunks"
+    )
+    chunk_index = models.PositiveIntegerField(null=True, blank=True)
+    # False while a document's chunks are still being read: recall sees a document whole or
+    # not at all (and a re-upload's old chunks until the new ones are complete).
+    live = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    pinned = models.BooleanField(default=False)
+    pinned = models.BooleanField(default=False, help_text="Pinned memories never expire.")
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "memory entries"
         constraints = [
             models.CheckConstraint(
-                condition=(
-                    Q(scope="employee", employee__isnull=False, team__isnull=True)
-                    | Q(scope="team", team__isnull=False, employee__isnull=True)
-                ),
+                condition=_OWNER_CONSTRAINT,
                 name="memory_scope_matches_owner",
-                violation_error_message="An employee memory needs an employee and no team; a team memory a team and no employee.",
+                violation_error_message=_OWNER_MESSAGE,
             )
         ]
         indexes = [
@@ -384,6 +506,11 @@ class MemoryEntry(models.Model):
             ),
             models.Index(fields=["employee", "kind"]),
             models.Index(fields=["team", "kind"]),
+            models.Index(
+                fields=["expires_at"],
+                name="memory_expiry_idx",
+                condition=Q(expires_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

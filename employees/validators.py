@@ -126,3 +126,26 @@ def validate_hex_colour(value: str) -> None:
         raise ValidationError(
             f"'{value}' is not a colour; use the #rrggbb form, e.g. #4f46e5.", code="colour"
         )
+
+
+RETENTION_KINDS = ("fact", "lesson", "episode", "document")
+
+
+def validate_retention(value) -> None:
+    """{"episode": 90, ...}: known memory kinds to a whole number of days (1 to 36500)."""
+    if not isinstance(value, dict):
+        raise ValidationError(
+            'Retention is an object of kind to days, e.g. {"episode": 90}.', code="retention"
+        )
+    for kind, days in value.items():
+        if kind not in RETENTION_KINDS:
+            raise ValidationError(
+                f"'{kind}' is not a memory kind; use {', '.join(RETENTION_KINDS)}.",
+                code="retention_kind",
+            )
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 36500:
+            raise ValidationError(
+                f"Retention for '{kind}' must be a whole number of days from 1 to 36500 "
+                f"(got {days!r}); leave the kind out to keep its memories until deleted.",
+                code="retention_days",
+            )

@@ -7,8 +7,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
-from employees.forms import DirectoryFilterForm
-from employees.selectors import employee_directory, teams_visible_to
+from employees.forms import DirectoryFilterForm, OrgChartFilterForm
+from employees.selectors import employee_directory, org_chart, teams_visible_to
 
 
 @require_GET
@@ -32,4 +32,25 @@ def directory(request: HtmxHttpRequest) -> HttpResponse:
     template = "employees/directory.html"
     if request.htmx and not request.htmx.boosted:
         template += "#employee-list"
+    return render(request, template, context)
+
+
+@require_GET
+def org_chart_page(request: HtmxHttpRequest) -> HttpResponse:
+    """Teams, people and AI managers, reporting and collaboration lines, live status.
+
+    The chart refreshes itself through htmx; the team filter swaps only the chart.
+    """
+    teams = list(teams_visible_to(request.user))
+    form = OrgChartFilterForm(request.GET or None, teams=teams)
+    team_id = form.cleaned_data.get("team") if form.is_valid() else None
+    context = {
+        "form": form,
+        "chart": org_chart(request.user, team_id=team_id),
+        "has_teams": bool(teams),
+        "query": request.GET.urlencode(),
+    }
+    template = "employees/org_chart.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#org-chart"
     return render(request, template, context)

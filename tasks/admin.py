@@ -58,7 +58,7 @@ class TaskAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "priority", "urgent"]
     search_fields = ["title", "input", "employee__handle", "idempotency_key"]
     list_select_related = ["employee"]
-    raw_id_fields = ["parent", "requested_by_user", "requested_by_employee"]
+    raw_id_fields = ["parent", "root", "requested_by_user", "requested_by_employee"]
     autocomplete_fields = ["employee"]
     readonly_fields = [
         "trace_link",
@@ -79,6 +79,10 @@ class TaskAdmin(admin.ModelAdmin):
         "source",
         "idempotency_key",
         "parent",
+        "root",
+        "depth",
+        "expected_by",
+        "descendants_cost",
         "requested_by_user",
         "requested_by_employee",
     ]

@@ -12,7 +12,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -21,6 +20,7 @@ from aiworkforce.llm import price_for
 from aiworkforce.llm.pricing import MILLION
 from employees.models import EmployeeStatus
 from tasks.models import DailySpend, Task, TaskStatus
+from tasks.steps import Carry, loop_cursor, named_ctes, parts_write
 
 ACTING = (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW)
 
@@ -34,7 +34,7 @@ class Reservation:
 
 @dataclass(frozen=True)
 class BudgetRefusal:
-    scope: str  # "turn", "task" or "day"
+    scope: str  # "turn", "task", "day" or "request" (the root of a delegated task's tree)
     current: str
     needed: str
     message: str
@@ -94,24 +94,50 @@ def budget_plan(*, task: Task, model: str, prompt_tokens: int, worker: str) -> P
         "rsv_day": day,
         "rsv_day_limit": employee.max_cost_per_day,
         "rsv_lease": timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS),
+        "rsv_root": task.root_id,
     }
     return Plan(amount=amount, day=day, max_tokens=max_tokens, params=params)
 
 
 def budget_reserve(
-    *, task: Task, model: str, prompt_tokens: int, worker: str
+    *, task: Task, model: str, prompt_tokens: int, worker: str, carry: Carry | None = None
 ) -> Reservation | BudgetRefusal | NotOurs:
-    """Reserve one call's worst case now, or say why not."""
+    """Reserve one call's worst case now, or say why not.
+
+    `carry` is a step not yet written and the parts of its statement (see steps.step_parts):
+    it is written by the same statement, under its own condition, whatever the reservation's
+    outcome, and gets its id (None when its condition was false).
+    """
     plan = budget_plan(task=task, model=model, prompt_tokens=prompt_tokens, worker=worker)
     if isinstance(plan, BudgetRefusal):
+        if carry is not None:
+            parts_write(*carry)
         return plan
     for attempt in range(2):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH {RESERVE_CTES} SELECT EXISTS (SELECT 1 FROM rsv_reserved)",  # noqa: S608 - constant SQL
-                plan.params,
-            )
-            if cursor.fetchone()[0]:
+        with loop_cursor() as cursor:
+            if carry is not None:
+                # Order matters, and follows the data: the step (and its guard's row lock) is
+                # read in FROM, before the reservation updates the task row (a row updated by
+                # this statement could no longer be locked by the guard); the audit entry is
+                # read by nothing, so it runs after the day row is locked (the audit chain
+                # lock is always taken last, see aiworkforce.audit).
+                carried_sql, carried_params = named_ctes(carry[1], "carry_")
+                cursor.execute(
+                    f"WITH {carried_sql}, {RESERVE_CTES} "  # noqa: S608 - built from constant SQL
+                    "SELECT step.id, step.created_at, EXISTS (SELECT 1 FROM rsv_reserved) "
+                    "FROM (SELECT 1) AS one LEFT JOIN step ON true",
+                    {**carried_params, **plan.params},
+                )
+                step_id, created_at, reserved = cursor.fetchone()
+                carry[0].id, carry[0].created_at = step_id, created_at
+                carry = None  # written (or refused): never twice
+            else:
+                cursor.execute(
+                    f"WITH {RESERVE_CTES} SELECT EXISTS (SELECT 1 FROM rsv_reserved)",  # noqa: S608 - constant SQL
+                    plan.params,
+                )
+                reserved = cursor.fetchone()[0]
+            if reserved:
                 return plan.reservation()
         # The first call of a day finds no spend row: create it, then try once more.
         created = DailySpend.objects.get_or_create(employee=task.employee, day=plan.day)[1]
@@ -123,24 +149,37 @@ def budget_reserve(
 # The day row and the task row are reserved together or not at all. The day row's UPDATE
 # re-checks its condition after any concurrent update (READ COMMITTED), which is what keeps
 # parallel runs of one employee under the day's ceiling; the task row is only ever written by
-# the worker holding its lease.
+# the worker holding its lease. A delegated task also reserves on its root request (rsv_root,
+# NULL for a task that was not delegated): the root row is locked and re-checked the same way,
+# so parallel children of one request never jointly pass the root's ceiling.
 RESERVE_CTES = """
 rsv_task AS (
     SELECT t.id FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id
     WHERE t.id = %(rsv_task)s AND t.status = 'running' AND t.lease_owner = %(rsv_worker)s
       AND e.status IN ('active', 'shadow')
-      AND t.cost + t.reserved_cost + %(rsv_amount)s <= %(rsv_task_limit)s
+      AND t.cost + t.reserved_cost + t.descendants_cost + %(rsv_amount)s <= %(rsv_task_limit)s
     FOR UPDATE OF t
+), rsv_root AS (
+    SELECT r.id FROM tasks_task r JOIN employees_employee re ON re.id = r.employee_id
+    WHERE r.id = %(rsv_root)s AND EXISTS (SELECT 1 FROM rsv_task)
+      AND r.cost + r.reserved_cost + r.descendants_cost + %(rsv_amount)s
+          <= coalesce(nullif(r.budget_overrides->>'task_cost', '')::numeric, re.max_cost_per_task)
+    FOR UPDATE OF r
 ), rsv_day AS (
     UPDATE tasks_dailyspend SET reserved = reserved + %(rsv_amount)s
     WHERE employee_id = %(rsv_employee)s AND day = %(rsv_day)s
       AND spent + reserved + %(rsv_amount)s <= coalesce(limit_override, %(rsv_day_limit)s)
       AND EXISTS (SELECT 1 FROM rsv_task)
+      AND (%(rsv_root)s::bigint IS NULL OR EXISTS (SELECT 1 FROM rsv_root))
     RETURNING 1
 ), rsv_reserved AS (
     UPDATE tasks_task SET reserved_cost = reserved_cost + %(rsv_amount)s,
         lease_expires_at = %(rsv_lease)s
     WHERE id = %(rsv_task)s AND EXISTS (SELECT 1 FROM rsv_day)
+    RETURNING 1
+), rsv_root_reserved AS (
+    UPDATE tasks_task SET descendants_cost = descendants_cost + %(rsv_amount)s
+    WHERE id = %(rsv_root)s AND EXISTS (SELECT 1 FROM rsv_day)
     RETURNING 1
 )"""
 
@@ -148,22 +187,47 @@ rsv_task AS (
 def _why_not(task: Task, worker: str, amount: Decimal, task_limit: Decimal, day: date):
     row = (
         Task.objects.filter(pk=task.pk)
-        .values("status", "lease_owner", "cost", "reserved_cost", "employee__status")
+        .values(
+            "status", "lease_owner", "cost", "reserved_cost", "descendants_cost", "employee__status"
+        )
         .first()
     )
     if row is None or row["status"] != TaskStatus.RUNNING or row["lease_owner"] != worker:
         return NotOurs(employee_status=None)
     if row["employee__status"] not in ACTING:
         return NotOurs(employee_status=row["employee__status"])
-    if row["cost"] + row["reserved_cost"] + amount > task_limit:
+    spent = row["cost"] + row["descendants_cost"]
+    if spent + row["reserved_cost"] + amount > task_limit:
+        delegated = " (with the tasks it delegated)" if row["descendants_cost"] else ""
         return BudgetRefusal(
             "task",
             str(task_limit),
-            str((row["cost"] + amount).quantize(Decimal("0.0001"))),
-            f"This task has spent ${row['cost']:.4f} of its ${task_limit:.2f} budget; the next "
-            f"model call could cost up to ${amount:.4f}.",
+            str((spent + amount).quantize(Decimal("0.0001"))),
+            f"This task{delegated} has spent ${spent:.4f} of its ${task_limit:.2f} budget; the "
+            f"next model call could cost up to ${amount:.4f}.",
         )
+    if task.root_id:
+        refusal = _root_refusal(task, amount)
+        if refusal is not None:
+            return refusal
     return _day_refusal(task.employee, day, amount)
+
+
+def _root_refusal(task: Task, amount: Decimal) -> BudgetRefusal | None:
+    """A delegated task stopped by the budget of the request at the top of its tree."""
+    root = Task.objects.select_related("employee").get(pk=task.root_id)
+    limit = _task_limit(root)
+    spent = root.cost + root.descendants_cost
+    if spent + root.reserved_cost + amount <= limit:
+        return None
+    return BudgetRefusal(
+        "request",
+        str(limit),
+        str((spent + amount).quantize(Decimal("0.0001"))),
+        f"The request this task is part of (#{root.pk} for @{root.employee.handle}) has spent "
+        f"${spent:.4f} of its ${limit:.2f} budget, counting every delegated task; the next "
+        f"model call could cost up to ${amount:.4f}.",
+    )
 
 
 def _day_refusal(employee, day: date, amount: Decimal) -> BudgetRefusal:
@@ -198,6 +262,13 @@ def budget_settle(
         reserved=Greatest(F("reserved") - reservation.amount, Value(Decimal("0"))),
         spent=F("spent") + actual,
     )
+    if task.root_id:
+        Task.objects.filter(pk=task.root_id).update(
+            descendants_cost=Greatest(
+                F("descendants_cost") - reservation.amount, Value(Decimal("0"))
+            )
+            + actual
+        )
 
 
 def budget_release(*, task: Task, reservation: Reservation) -> None:

@@ -31,14 +31,18 @@ def run_task(task_id: int) -> str | int | None:
 
 
 def run_due() -> dict[str, int]:
-    """One batch pass: due duties, expired approvals, runnable tasks, dead workers' leases."""
+    """One batch pass: due duties, expired approvals, late delegations, runnable tasks, dead
+    workers' leases, and memories past their retention."""
     from approvals.services import approvals_expire_due
+    from employees.memory import memories_expire
+    from tasks.delegation import delegations_wake_overdue
     from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
     from tasks.triggers import duties_materialise
 
     with transaction.atomic():
         created = duties_materialise()
     expired = approvals_expire_due()  # one transaction per request
+    overdue = delegations_wake_overdue()  # one transaction per waiting task
     with transaction.atomic():
         dispatched = tasks_dispatch_waiting()
     with transaction.atomic():
@@ -46,9 +50,25 @@ def run_due() -> dict[str, int]:
     return {
         "duty_tasks": created,
         "expired_approvals": expired,
+        "overdue_delegations": overdue,
         "dispatched": dispatched,
         "reclaimed": reclaimed,
+        "expired_memories": memories_expire(),  # recall ignores them already; this frees space
+        "embedded_memories": _embed_pending_memories(),
     }
+
+
+def _embed_pending_memories() -> int:
+    """Memories stored without a vector (an endpoint was down, or lessons from before recall
+    existed) are embedded a few batches per pass, so they come back into recall by themselves."""
+    from employees.embeddings import EmbeddingError
+    from employees.memory import MemoryConfigurationError, memories_embed_pending
+
+    try:
+        return memories_embed_pending(max_batches=4)
+    except (EmbeddingError, MemoryConfigurationError) as exc:
+        logger.warning("memories not embedded: %s", exc)
+        return 0
 
 
 def deliver_email(outbox_id: int) -> str:

@@ -19,19 +19,32 @@ from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, redact
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
-from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
-from tasks import budget, services
-from tasks.context import Transcript, rebuild, system_prompt
+from employees.embeddings import EmbeddingError
+from employees.memory import enqueue_embedding, memory_recall
+from employees.models import EmployeeStatus, MemoryEntry, ToolGrant, ToolPolicy
+from tasks import budget, loop_delegation, services
+from tasks.context import (
+    Transcript,
+    cited_memories,
+    rebuild,
+    recall_tool_memories,
+    system_prompt,
+)
+from tasks.episodes import episode_part
 from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
 from tasks.steps import (
     GUARDED,
     GUARDS,
     STEP_INSERT,
+    Carry,
     Part,
     guard_part,
+    parts_write,
     release_part,
+    root_settle_parts,
     settle_parts,
     step_params,
+    step_parts,
     step_write,
 )
 from tasks.tools import ToolContext, UnknownToolError, get_tool, validate_arguments
@@ -61,6 +74,15 @@ class LoopState:
     next_seq: int = 1
     # The loop breaker counts only what happened since a person last said "continue".
     reset_seq: int = 0
+    # Memories recalled for this task (payload dicts); `recall_unrecorded` until the first
+    # model step carries them, so a resumed task sees exactly what it saw then.
+    memories: list[dict] = field(default_factory=list)
+    recall_unrecorded: bool = False
+    recall_warning: str = ""
+    # Delegated tasks (id → handle) this run found still working: the task waits for them.
+    awaiting: dict[int, str] = field(default_factory=dict)
+    # A tool's outcome not yet written: the next statement carries it (see _record's `hold`).
+    held: Carry | None = None
 
 
 def run_task(
@@ -73,7 +95,7 @@ def run_task(
     task, run = claimed
     grants = {
         grant.tool_name: grant
-        for grant in ToolGrant.objects.filter(employee=task.employee_id)
+        for grant in task.claimed_grants  # read by the claim statement
         if grant.policy != ToolPolicy.NEVER
     }
     state = LoopState(
@@ -105,13 +127,16 @@ def run_task(
         Run.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
         )
+        loop_delegation.report_to_parent(task, TaskStatus.FAILED)
         return TaskStatus.FAILED
     if state.outcome == TaskStatus.DONE:
+        loop_delegation.report_to_parent(task, state.outcome)
         return state.outcome  # the final statement closed the run
     finished = state.outcome in (TaskStatus.FAILED, TaskStatus.CANCELLED)
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=RunStatus.FINISHED if finished else RunStatus.PARKED, finished_at=timezone.now()
     )
+    loop_delegation.report_to_parent(task, state.outcome)
     return state.outcome
 
 
@@ -121,9 +146,12 @@ def _loop(state: LoopState) -> None:
     tool_names = [name for name in state.grants if _tool_or_none(name)]
     tools = [get_tool(name).schema_for_model() for name in tool_names]
     tools_chars = len(json.dumps(tools))
-    system = system_prompt(task, tool_names, has_lessons=getattr(task, "has_lessons", True))
+    state.memories = _memories_for(state)
+    if getattr(provider, "offline", False):
+        provider.memories = state.memories  # the offline engine applies lessons literally
+    system = system_prompt(task, tool_names, memories=state.memories)
     while True:
-        transcript = rebuild(task, state.steps, system)
+        transcript = rebuild(task, state.steps, system, state.memories)
         state.next_seq = transcript.next_seq
         state.reset_seq = transcript.reset_seq
         if transcript.open_escalation is not None:
@@ -132,6 +160,8 @@ def _loop(state: LoopState) -> None:
         if transcript.pending:
             for call in transcript.pending:
                 _handle_call(state, transcript, call)
+            if state.awaiting:
+                loop_delegation.wait_for_children(state)
             continue
         if transcript.llm_calls >= settings.MAX_STEPS_PER_TASK:
             _escalate_loop(
@@ -140,6 +170,36 @@ def _loop(state: LoopState) -> None:
         completion = _call_model(state, provider, transcript.messages, tools, tools_chars)
         if not completion.tool_calls:
             return
+
+
+def _memories_for(state: LoopState) -> list[dict]:
+    """What the employee remembers about this task: recalled once, when the task starts."""
+    for step in state.steps:
+        if step.kind == StepKind.LLM_CALL:
+            # A resumed task sees what it saw then, less what people have forgotten since.
+            recalled = step.payload.get("recalled", [])
+            if not recalled:
+                return []
+            kept = set(
+                MemoryEntry.objects.filter(pk__in=[m["id"] for m in recalled]).values_list(
+                    "pk", flat=True
+                )
+            )
+            return [memory for memory in recalled if memory["id"] in kept]
+    if not getattr(state.task, "has_memories", True):
+        return []  # the claim found nothing to recall: no query
+    task = state.task
+    state.recall_unrecorded = True
+    try:
+        recalled = memory_recall(
+            employee=task.employee, query=f"{task.title}\n{task.input}", k=settings.MEMORY_RECALL_K
+        )
+    except EmbeddingError as exc:
+        # The work goes on without memories; the first step says so on the task page.
+        logger.warning("task %s: recall failed: %s", task.pk, exc)
+        state.recall_warning = f"Nothing was recalled: {exc}"[:500]
+        return []
+    return [memory.as_payload() for memory in recalled]
 
 
 def _tool_or_none(name: str):
@@ -168,15 +228,24 @@ def _record(
     before: list[Part] = (),
     after: list[Part] = (),
     guard: str | None = "owned",
+    hold: bool = False,
     **numbers,
 ) -> Step:
     """Write one step (with whatever must commit with it) in one statement.
 
     With a guard the step is written only if the task is still this worker's (and, for
     "acting", the employee may still act); otherwise the loop stops here (see _stop).
+
+    With `hold`, the statement is kept and run with the next one: the next turn's budget
+    reservation, or a flush before anything else is written or any tool runs (_flush). Only
+    for a tool's outcome recorded outside a transaction (a read-only tool, or an HTTP call
+    after its intent), so that nothing but computing the next prompt can come between and the
+    step is still committed before the next one begins; this saves a round trip and a commit
+    per turn.
     """
+    _flush(state)
     parts = [guard_part(guard, task=state.task, worker=state.worker), *before] if guard else before
-    step = step_write(
+    step, parts = step_parts(
         task=state.task,
         run=state.run,
         seq=state.next_seq,
@@ -187,13 +256,29 @@ def _record(
         when=GUARDED if guard else "",
         **numbers,
     )
-    if step is None:
+    if hold:
+        state.held = (step, parts)
+    elif not parts_write(step, parts):
         _stop(state)
     state.steps.append(step)
     state.next_seq += 1
-    if state.on_step:
+    if state.on_step and not hold:
         state.on_step(step)
     return step
+
+
+def _flush(state: LoopState) -> None:
+    """Write the held step, if any, on its own."""
+    if state.held is None:
+        return
+    step, parts = state.held
+    state.held = None
+    if step.id is not None:
+        return  # the statement that carried it wrote it already
+    if not parts_write(step, parts):
+        _stop(state)
+    if state.on_step:
+        state.on_step(step)
 
 
 def _stop(state: LoopState) -> None:
@@ -221,6 +306,7 @@ def _audit_part(state: LoopState, action: str, data: dict, when: str = GUARDED) 
 
 
 def _park(state: LoopState, status: str, reason: str) -> None:
+    _flush(state)
     services.task_release(task=state.task, status=status, reason=reason, worker=state.worker)
     state.outcome = status
     raise Parked
@@ -232,6 +318,7 @@ def _park_with(state: LoopState, status: str, reason: str, write) -> None:
     A decision made the moment the request exists then finds the task already parked, so
     its resume cannot be lost.
     """
+    _flush(state)
     with transaction.atomic():
         write()
         if not services.task_release(
@@ -247,12 +334,21 @@ def _call_model(
     state: LoopState, provider, messages: list[dict], tools: list[dict], tools_chars: int
 ):
     task = state.task
+    carried = state.held
     reservation = budget.budget_reserve(
         task=task,
         model=provider.model,
         prompt_tokens=estimate_tokens(messages, tools_chars),
         worker=state.worker,
+        carry=carried,
     )
+    # Only now: if the reservation raised, the held step is still there for the error path.
+    state.held = None
+    if carried is not None:
+        if carried[0].id is None:
+            _stop(state)  # the held step was not written: the task is no longer ours
+        if state.on_step:
+            state.on_step(carried[0])
     if isinstance(reservation, budget.NotOurs):
         if reservation.employee_status is None:
             raise Parked  # another worker reclaimed the task: stop without writing anything
@@ -283,6 +379,10 @@ def _call_model(
         "warnings": completion.warnings,
         "reserved": str(reservation.amount),
     }
+    if state.recall_unrecorded:
+        llm_payload["recalled"] = state.memories
+        if state.recall_warning:
+            llm_payload["warnings"] = [*llm_payload["warnings"], state.recall_warning]
     numbers = {
         "tokens_in": completion.prompt_tokens,
         "tokens_out": completion.completion_tokens,
@@ -301,6 +401,7 @@ def _call_model(
         if completion.tool_calls:
             # The call happened and cost money: settle even if the step cannot be written.
             _record(state, StepKind.LLM_CALL, llm_payload, after=settle, **numbers)
+            state.recall_unrecorded = False
         else:
             _finish(state, completion, llm_payload, numbers, reservation)
     except Parked:
@@ -370,17 +471,34 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
     settle_day = (
         "settle_day",
         "UPDATE tasks_dailyspend SET reserved = GREATEST(reserved - %s, 0), spent = spent + %s "
-        "WHERE employee_id = %s AND day = %s AND EXISTS (SELECT 1 FROM released)",
+        "WHERE employee_id = %s AND day = %s AND EXISTS (SELECT 1 FROM released) RETURNING 1",
         [reservation.amount, completion.cost, state.task.employee_id, reservation.day],
     )
+    # The audit entry waits for the day row (the count makes it read settle_day first): the
+    # audit chain lock is taken last, as in the reservation that carries a tool's step, so
+    # the two cannot deadlock on the day row of an employee running tasks in parallel.
+    audit_when = "EXISTS (SELECT 1 FROM released) AND (SELECT count(*) FROM settle_day) >= 0"
     final_payload = {"result": result, "offline": completion.offline}
+    citations = cited_memories(result, _offered_memories(state))
+    if citations:
+        final_payload["citations"] = citations
+    episode, embedded = episode_part(task=state.task, result=result, when=still_ours)
     llm_step = step_write(
         task=state.task,
         run=state.run,
         seq=state.next_seq,
         kind=StepKind.LLM_CALL,
         payload=llm_payload,
-        before=[released, settle_day],
+        before=[
+            released,
+            settle_day,
+            *root_settle_parts(
+                task=state.task,
+                reserved=reservation.amount,
+                cost=completion.cost,
+                when=still_ours,
+            ),
+        ],
         after=[
             (
                 "final_step",
@@ -399,7 +517,13 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
                 "WHERE id = %s AND EXISTS (SELECT 1 FROM released)",
                 [state.run.pk],
             ),
-            _audit_part(state, "task.completed", {"status": TaskStatus.DONE}, when=still_ours),
+            _audit_part(
+                state,
+                "task.completed",
+                {"status": TaskStatus.DONE, "citations": citations, "episode": bool(episode)},
+                when=audit_when,
+            ),
+            *episode,
         ],
         when=still_ours,
         **numbers,
@@ -414,6 +538,8 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
             tokens_out=completion.completion_tokens,
         )
         raise Parked
+    if episode and not embedded:
+        enqueue_embedding()  # the endpoint embeds the episode outside the loop
     state.steps.append(llm_step)
     state.next_seq += 2
     if state.on_step:
@@ -429,6 +555,12 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
         )
     state.task.status = TaskStatus.DONE
     state.outcome = TaskStatus.DONE
+
+
+def _offered_memories(state: LoopState) -> set[int]:
+    """Memory ids the model was shown: recalled at the start or returned by `recall`."""
+    shown = [*state.memories, *recall_tool_memories(state.steps)]
+    return {memory["id"] for memory in shown}
 
 
 # --- tool calls -------------------------------------------------------------------------------
@@ -506,6 +638,9 @@ def _handle_call(state: LoopState, transcript: Transcript, call: dict) -> None:
     if tool.side_effects and state.task.employee.status == EmployeeStatus.SHADOW:
         _propose(state, call_id, name, arguments)
         return
+    if tool.delegates:
+        loop_delegation.delegate(state, call_id, tool, grant, arguments, transcript)
+        return
     if tool.parks_task:
         _escalate_call(state, call_id, arguments)
     if grant.policy == ToolPolicy.NEEDS_APPROVAL:
@@ -523,6 +658,7 @@ def _result(
     *,
     audit: tuple[str, dict] | None = None,
     guard: str = "owned",
+    hold: bool = False,
 ) -> Step:
     """Record a tool call's outcome (and its audit entry, in the same statement)."""
     after = [_audit_part(state, audit[0], audit[1])] if audit else []
@@ -532,6 +668,7 @@ def _result(
         _tool_payload(call_id, name, arguments, status, result),
         after=after,
         guard=guard,
+        hold=hold,
     )
 
 
@@ -553,11 +690,15 @@ def _propose(state: LoopState, call_id: str, name: str, arguments: dict) -> None
 
 def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: dict) -> None:
     """Run a granted, valid, approved call once; only while the task and employee may act."""
+    _flush(state)  # no tool runs before the steps before it are committed
+    if tool.delegates:
+        loop_delegation.start(state, call_id, tool, grant, arguments)
+        return
     context = ToolContext(
         task=state.task, employee=state.task.employee, call_id=call_id, scope=grant.scope
     )
 
-    def record(result: dict) -> None:
+    def record(result: dict, hold: bool = False) -> None:
         status = "error" if "error" in result else "ok"
         _result(
             state,
@@ -567,13 +708,16 @@ def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: 
             status,
             result,
             audit=("tool.executed", {"tool": tool.name, "arguments": arguments, "status": status}),
+            hold=hold,
         )
 
     if not tool.transactional:
         # Not undoable: record the intent first (only while the employee may act), so a crash
         # mid-call is never retried blindly.
         _result(state, call_id, tool.name, arguments, "started", {}, guard="acting")
-        record(_run_tool(tool, context, arguments))
+        # The outcome may ride with the next statement: a crash before that leaves the
+        # call "unknown", as a crash during it would, and it is never repeated.
+        record(_run_tool(tool, context, arguments), hold=True)
     elif tool.writes_database:
         # The tool's own writes (outbox row, follow-up task) commit with its step, or not at
         # all; the task row stays locked meanwhile, so a cancel or pause waits for us.
@@ -589,7 +733,9 @@ def _execute(state: LoopState, call_id: str, tool, grant: ToolGrant, arguments: 
             logger.warning("tool %s failed: %s", tool.name, exc)
             record({"error": f"The tool failed: {type(exc).__name__}: {exc}"[:1000]})
     else:
-        record(_run_tool(tool, context, arguments))
+        # Read-only: its result may ride with the next statement (running it again after a
+        # crash before that is harmless).
+        record(_run_tool(tool, context, arguments), hold=True)
     if state.steps[-1].payload["status"] == "error":
         _maybe_break_loop(state)
 
@@ -760,6 +906,9 @@ def _maybe_break_loop(state: LoopState) -> None:
 def _resume_waiting_call(state: LoopState, wait: Step, call_id: str, name: str) -> None:
     from approvals.models import ApprovalRequest, ApprovalStatus, Escalation, EscalationStatus
 
+    if wait.payload.get("delegated_task"):
+        loop_delegation.resume(state, wait, call_id, name)
+        return
     if wait.kind == StepKind.ESCALATION:
         escalation = Escalation.objects.get(pk=wait.payload["escalation_id"])
         if escalation.status == EscalationStatus.OPEN:

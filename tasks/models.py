@@ -61,6 +61,15 @@ class Task(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
+    # Delegation: the request at the top of this task's tree (NULL for that request itself),
+    # how many delegations below it this task is, and when the delegating task needs the result.
+    root = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="descendants"
+    )
+    depth = models.PositiveSmallIntegerField(default=0)
+    expected_by = models.DateTimeField(
+        null=True, blank=True, help_text="When the delegating task waits for the result until."
+    )
     requested_by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -79,6 +88,9 @@ class Task(models.Model):
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     # Money set aside for model calls in flight; settled to `cost` when each call returns.
     reserved_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # On a root task only: what the tasks delegated below it spent and have reserved, so their
+    # cost counts against the root's ceiling (kept up to date by the budget statements).
+    descendants_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     # Raised ceilings approved by a person: {"task_cost": "1.00", "turn_tokens": 8000}.
     budget_overrides = models.JSONField(default=dict, blank=True)
     lease_owner = models.CharField(max_length=100, blank=True)
@@ -92,7 +104,7 @@ class Task(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(reserved_cost__gte=0) & Q(cost__gte=0),
+                condition=Q(reserved_cost__gte=0) & Q(cost__gte=0) & Q(descendants_cost__gte=0),
                 name="task_costs_not_negative",
             ),
             models.UniqueConstraint(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from employees.models import TeamMembership
@@ -10,7 +10,7 @@ from tasks.models import Task
 
 
 def tasks_visible_to(user) -> QuerySet[Task]:
-    qs = Task.objects.select_related("employee", "employee__team")
+    qs = Task.objects.select_related("employee", "employee__team", "requested_by_employee")
     if user.is_superuser:
         return qs
     return qs.filter(employee__team__in=TeamMembership.objects.filter(user=user).values("team"))
@@ -22,3 +22,51 @@ def task_for_user(user, pk: int) -> Task:
     if task is None:
         raise Http404("No such task.")
     return task
+
+
+def task_memories(steps: list) -> dict:
+    """What the task recalled and which of it the final answer cited (for the task page).
+
+    The texts are the ones the employee saw then; `forgotten` marks memories deleted since.
+    """
+    from employees.models import MemoryEntry
+    from tasks.context import recall_tool_memories
+    from tasks.models import StepKind
+
+    shown: dict[int, dict] = {}
+    recalled: list[dict] = []
+    citations: list[int] = []
+    for step in steps:
+        payload = step.payload
+        if step.kind == StepKind.LLM_CALL and "recalled" in payload:
+            recalled = payload["recalled"]
+            shown.update((m["id"], m) for m in recalled)
+        elif step.kind == StepKind.FINAL:
+            citations = payload.get("citations", [])
+    shown.update((m["id"], m) for m in recall_tool_memories(steps))
+    ids = set(shown) | set(citations)
+    existing = (
+        set(MemoryEntry.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
+    )
+    cited = [
+        {**shown.get(pk, {"id": pk, "kind": "", "text": ""}), "forgotten": pk not in existing}
+        for pk in citations
+    ]
+    return {
+        "recalled": [
+            {**m, "cited": m["id"] in citations, "forgotten": m["id"] not in existing}
+            for m in recalled
+        ],
+        "citations": cited,
+    }
+
+
+def task_tree_for(user, task: Task):
+    """The linked requests of a task (its whole tree), marking those the person may open."""
+    from tasks.delegation import task_tree
+
+    root_id = task.root_id or task.pk
+    visible = set(
+        tasks_visible_to(user).filter(Q(pk=root_id) | Q(root=root_id)).values_list("pk", flat=True)
+    )
+    return task_tree(task, visible_ids=visible)

@@ -5,6 +5,7 @@ Status changes are compare-and-swaps; a count other than 1 means someone else go
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -19,7 +20,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, audit_log
-from employees.models import Employee, EmployeeStatus
+from employees.models import Employee, EmployeeStatus, Team, ToolGrant
 from tasks.models import (
     FINISHED_STATUSES,
     DailySpend,
@@ -29,6 +30,7 @@ from tasks.models import (
     TaskSource,
     TaskStatus,
 )
+from tasks.steps import loop_cursor
 
 ACTING_STATUSES = {EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW}
 # Statuses from which a dispatch may (re)start work.
@@ -53,6 +55,7 @@ def task_create(
     priority: int = TaskPriority.NORMAL,
     due_at: datetime | None = None,
     parent: Task | None = None,
+    expected_by: datetime | None = None,
     idempotency_key: str | None = None,
     dispatch: bool = True,
 ) -> tuple[Task, bool]:
@@ -80,6 +83,10 @@ def task_create(
         priority=priority,
         due_at=due_at,
         parent=parent,
+        # A delegated task belongs to its parent's tree: the root's budget covers it too.
+        root_id=(parent.root_id or parent.pk) if parent is not None else None,
+        depth=parent.depth + 1 if parent is not None else 0,
+        expected_by=expected_by,
         idempotency_key=idempotency_key or None,
     )
     try:
@@ -164,7 +171,8 @@ WITH old AS (
         lease_expires_at = now() + make_interval(secs => %(lease)s), reserved_cost = 0,
         started_at = coalesce(t.started_at, now()), updated_at = now()
     FROM old WHERE t.id = old.id
-    RETURNING old.status AS old_status, old.lease_owner AS old_owner, old.reserved_cost AS old_reserved
+    RETURNING old.status AS old_status, old.lease_owner AS old_owner, old.reserved_cost AS old_reserved,
+        {task_columns}
 ), lost AS (
     UPDATE tasks_run SET status = 'lost', finished_at = now(), error = 'the lease of its worker expired'
     WHERE task_id = %(task)s AND status = 'running'
@@ -179,11 +187,54 @@ WITH old AS (
 SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
     claimed.old_reserved,
     EXISTS (
-        SELECT 1 FROM employees_memoryentry m JOIN tasks_task t ON t.employee_id = m.employee_id
-        WHERE t.id = %(task)s AND m.kind = 'lesson'
-    ) AS has_lessons
+        SELECT 1 FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id
+        JOIN employees_memoryentry m
+          ON (m.scope = 'employee' AND m.employee_id = e.id)
+          OR (m.scope = 'team' AND m.team_id = e.team_id)
+        WHERE t.id = %(task)s AND m.embedding IS NOT NULL AND m.live
+    ) AS has_memories,
+    {entity_columns}
 FROM run, claimed
+    JOIN employees_employee e ON e.id = claimed.employee_id
+    JOIN employees_team tm ON tm.id = e.team_id
 """
+
+# What the loop's first turn needs comes back with the claim, so it costs no more round trips:
+# the task as updated, its employee and team, and the employee's tool grants (in the order of
+# ToolGrant.Meta.ordering; created_at is left deferred).
+_GRANT_FIELDS = ("id", "employee_id", "tool_name", "scope", "policy")
+_GRANTS_SQL = (
+    "(SELECT json_agg(json_build_array(g.id, g.employee_id, g.tool_name, g.scope, g.policy) "
+    "ORDER BY g.tool_name) FROM employees_toolgrant g WHERE g.employee_id = e.id) AS grants"
+)
+
+
+@functools.cache
+def _claim_sql() -> str:
+    def columns(model, alias: str) -> str:
+        return ", ".join(f'{alias}."{field.column}"' for field in model._meta.concrete_fields)
+
+    return _CLAIM_SQL.replace("{task_columns}", columns(Task, "t")).replace(
+        "{entity_columns}",
+        f"{columns(Task, 'claimed')}, {columns(Employee, 'e')}, {columns(Team, 'tm')}, "
+        + _GRANTS_SQL,
+    )
+
+
+def _from_values(model, values):
+    """A model instance from its concrete columns' values, as the ORM would load it."""
+    fields = model._meta.concrete_fields
+    values = [
+        _convert(field, value) if value is not None else None
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], values)
+
+
+def _convert(field, value):
+    for converter in field.get_db_converters(connection):  # JSONField parses its text
+        value = converter(value, None, connection)
+    return value
 
 
 def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | None:
@@ -197,9 +248,9 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         named="audit",
     )
     # One autocommitted statement: the claim, the new run and the audit entry commit together.
-    with connection.cursor() as cursor:
+    with loop_cursor() as cursor:
         cursor.execute(
-            _CLAIM_SQL.replace("{audit}", audit_sql),
+            _claim_sql().replace("{audit}", audit_sql),
             {
                 "task": task_id,
                 "worker": worker,
@@ -210,8 +261,8 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, number, started_at, old_status, old_owner, old_reserved, has_lessons = row
-    task = Task.objects.select_related("employee__team").get(pk=task_id)
+    run_id, number, started_at, old_status, old_owner, old_reserved, has_memories = row[:7]
+    task = _claimed_task(row[7:])
     if old_status == TaskStatus.RUNNING:
         with transaction.atomic():
             _release_dead_reservation(task=task, amount=old_reserved)
@@ -222,8 +273,23 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
                 data={"from": old_owner},
             )
     run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
-    task.has_lessons = has_lessons
+    task.has_memories = has_memories  # whether the loop needs to recall at all
     return task, run
+
+
+def _claimed_task(values) -> Task:
+    """The task, employee, team and grants read by the claim statement, wired together."""
+    task_end = len(Task._meta.concrete_fields)
+    employee_end = task_end + len(Employee._meta.concrete_fields)
+    task = _from_values(Task, values[:task_end])
+    employee = _from_values(Employee, values[task_end:employee_end])
+    employee.team = _from_values(Team, values[employee_end:-1])
+    task.employee = employee
+    # All the employee's grants (the loop leaves out those it may never use).
+    task.claimed_grants = [
+        ToolGrant.from_db(connection.alias, _GRANT_FIELDS, grant) for grant in values[-1] or []
+    ]
+    return task
 
 
 def _release_dead_reservation(*, task: Task, amount) -> None:
@@ -232,6 +298,10 @@ def _release_dead_reservation(*, task: Task, amount) -> None:
         DailySpend.objects.filter(
             employee=task.employee_id, day=timezone.localdate(timezone=task.employee.tzinfo)
         ).update(reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))))
+        if task.root_id:  # it was counted against the root request's budget too
+            Task.objects.filter(pk=task.root_id).update(
+                descendants_cost=Greatest(F("descendants_cost") - amount, Value(Decimal("0")))
+            )
 
 
 def task_release(
@@ -291,8 +361,12 @@ def task_resume(*, task: Task, from_statuses: set[str], actor: Actor, reason: st
 
 
 @transaction.atomic
-def task_cancel(*, task: Task, actor: Actor, reason: str) -> bool:
-    """Stop a task that has not finished; its history stays."""
+def task_cancel(*, task: Task, actor: Actor, reason: str, wake_parent: bool = True) -> bool:
+    """Stop a task that has not finished (and what it delegated); its history stays."""
+    from tasks import delegation
+
+    # Descendants first: the same lock order as a delegated task's budget reservation.
+    delegation.children_cancel(task=task, actor=actor, reason=reason)
     now = timezone.now()
     changed = (
         Task.objects.filter(pk=task.pk)
@@ -307,8 +381,12 @@ def task_cancel(*, task: Task, actor: Actor, reason: str) -> bool:
         )
     )
     if changed:
+        # A child created while we waited for the parent's row lock is visible now: cancel it too.
+        delegation.children_cancel(task=task, actor=actor, reason=reason)
         _close_open_requests(task)
         audit_log(action="task.cancelled", actor=actor, subject=task, data={"reason": reason})
+        if wake_parent and task.parent_id:
+            transaction.on_commit(lambda: delegation.parent_wake(child_id=task.pk))
     return bool(changed)
 
 

@@ -2,7 +2,9 @@
 
 The loop's hot path writes each step together with its settlement or its audit entry in a
 single statement (PostgreSQL data-modifying CTEs), so a step costs one round trip and one
-commit. Everything else in the project uses the ORM; this is where the benchmark counts.
+commit; a tool's outcome can even ride with the next turn's budget reservation
+(budget.budget_reserve's `carry`). These statements are prepared once per connection
+(loop_cursor). Everything else in the project uses the ORM; this is where the benchmark counts.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 from tasks.models import Run, Step, Task
 
@@ -22,6 +26,7 @@ STEP_INSERT = (
 )
 
 Part = tuple[str, str, list]  # (name, SQL, parameters) of one CTE
+Carry = tuple[Step, list[Part]]  # a step not yet written, and its statement's parts
 
 # Guards: a step is written only while its worker still holds the task ("owned"), and a step
 # that acts on the world only while the employee may still act ("acting"). The row lock makes
@@ -38,6 +43,27 @@ GUARDS = {
     ),
 }
 GUARDED = "EXISTS (SELECT 1 FROM guard)"
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """Binds parameters on the server and prepares each statement on first use."""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True, **kwargs)
+
+
+def loop_cursor():
+    """A cursor for the loop's hot statements, prepared once per connection.
+
+    They are long CTEs of a few fixed shapes: once prepared, PostgreSQL neither parses nor
+    (after a few runs) plans them again, which was about half of its CPU per step. Everything
+    else about the cursor is Django's (connection set-up, health check, query logging).
+    """
+    cursor = connection.cursor()
+    if settings.DATABASE_PREPARED_STATEMENTS:
+        cursor.cursor.close()
+        cursor.cursor = _PreparedCursor(connection.connection)
+    return cursor
 
 
 def guard_part(kind: str, *, task: Task, worker: str) -> Part:
@@ -60,8 +86,7 @@ def step_write(
     when: str = "",
 ) -> Step | None:
     """Insert a step with `before` and `after` statements in one; None if `when` was false."""
-    step_sql = STEP_INSERT + (f" WHERE {when}" if when else "") + " RETURNING id, created_at"
-    values = step_params(
+    step, parts = step_parts(
         task=task,
         run=run,
         seq=seq,
@@ -71,28 +96,78 @@ def step_write(
         tokens_out=tokens_out,
         cost=cost,
         latency_ms=latency_ms,
+        before=before,
+        after=after,
+        when=when,
     )
-    parts = [*before, ("step", step_sql, values), *after]
+    return step if parts_write(step, parts) else None
+
+
+def parts_write(step: Step, parts: list[Part]) -> bool:
+    """Run a step's statement (from step_parts); set the step's id and say if it was written."""
     sql = "WITH " + ", ".join(f"{name} AS ({body})" for name, body, _ in parts)
     sql += " SELECT id, created_at FROM step"
-    with connection.cursor() as cursor:
+    with loop_cursor() as cursor:
         cursor.execute(sql, [value for _, _, part_params in parts for value in part_params])
         row = cursor.fetchone()
     if row is None:
-        return None
-    return Step(
-        id=row[0],
+        return False
+    step.id, step.created_at = row
+    return True
+
+
+def step_parts(
+    *,
+    task: Task,
+    run: Run,
+    seq: int,
+    kind: str,
+    payload: dict,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost: Decimal = Decimal("0"),
+    latency_ms: int = 0,
+    before: list[Part] = (),
+    after: list[Part] = (),
+    when: str = "",
+) -> tuple[Step, list[Part]]:
+    """A step not yet written (no id), and the parts of the statement that writes it.
+
+    The INSERT is the part named "step" and returns (id, created_at).
+    """
+    # Serialised once: the same text is sent to the database and read back as the payload
+    # the loop keeps (what a reload would give: dates and decimals as strings).
+    payload_json = json.dumps(payload, cls=DjangoJSONEncoder)
+    step_sql = STEP_INSERT + (f" WHERE {when}" if when else "") + " RETURNING id, created_at"
+    values = [task.pk, run.pk, seq, kind, payload_json, tokens_in, tokens_out, cost, latency_ms]
+    step = Step(
         task=task,
         run=run,
         seq=seq,
         kind=kind,
-        payload=json.loads(json.dumps(payload, cls=DjangoJSONEncoder)),
+        payload=json.loads(payload_json),
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         cost=cost,
         latency_ms=latency_ms,
-        created_at=row[1],
     )
+    return step, [*before, ("step", step_sql, values), *after]
+
+
+def named_ctes(parts: list[Part], prefix: str) -> tuple[str, dict]:
+    """Parts as "name AS (...)" text with named placeholders, to join a statement using them."""
+    ctes, params = [], {}
+    for name, body, values in parts:
+        pieces = body.split("%s")
+        if len(pieces) != len(values) + 1:
+            raise ValueError(f"part {name!r}: {len(pieces) - 1} placeholders, {len(values)} values")
+        text = pieces[0]
+        for piece, value in zip(pieces[1:], values, strict=True):
+            key = f"{prefix}{len(params)}"
+            params[key] = value
+            text += f"%({key})s{piece}"
+        ctes.append(f"{name} AS ({text})")
+    return ", ".join(ctes), params
 
 
 def step_params(
@@ -140,6 +215,24 @@ def settle_parts(
             "spent = spent + %s WHERE employee_id = %s AND day = %s",
             [reserved, cost, task.employee_id, day],
         ),
+        *root_settle_parts(task=task, reserved=reserved, cost=cost),
+    ]
+
+
+def root_settle_parts(
+    *, task: Task, reserved: Decimal, cost: Decimal, when: str = ""
+) -> list[Part]:
+    """A delegated task's call also settles on its root request (nothing for other tasks)."""
+    if not task.root_id:
+        return []
+    condition = f" AND {when}" if when else ""
+    return [
+        (
+            "settle_root",
+            # Built from fixed fragments; every value is a parameter.
+            f"UPDATE tasks_task SET descendants_cost = GREATEST(descendants_cost - %s, 0) + %s WHERE id = %s{condition}",  # noqa: S608
+            [reserved, cost, task.root_id],
+        )
     ]
 
 

@@ -14,7 +14,9 @@ def describe_step(step: Step) -> str:
         calls = ", ".join(c["function"]["name"] for c in message.get("tool_calls", []))
         what = f"asks for {calls}" if calls else "answers"
         model = "offline engine" if payload.get("offline") else payload.get("model")
-        return f"Model call ({model}) {what}"
+        recalled = len(payload.get("recalled") or [])
+        memories = f", with {recalled} recalled memor{'y' if recalled == 1 else 'ies'}"
+        return f"Model call ({model}) {what}" + (memories if recalled else "")
     if step.kind == StepKind.TOOL_CALL:
         result = payload.get("result") or {}
         summary = result.get("summary") or result.get("error") or ""
@@ -26,6 +28,12 @@ def describe_step(step: Step) -> str:
         return f"Waits for approval of {payload.get('name')} (request #{payload['approval_id']})"
     if step.kind == StepKind.ESCALATION:
         return f"Escalates to a person: {payload.get('summary', '')}"
+    if step.kind == StepKind.DELEGATION:
+        verb = "Keeps waiting for" if payload.get("extended") else "Delegates to"
+        return (
+            f"{verb} @{payload.get('to', '?')} (task #{payload.get('delegated_task')}): "
+            f"{(payload.get('arguments') or {}).get('instructions', '')}"
+        )[:400]
     if step.kind == StepKind.FINAL:
         return "Final answer"
     if step.kind == StepKind.NOTE:

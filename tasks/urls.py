@@ -6,4 +6,5 @@ app_name = "tasks"
 urlpatterns = [
     path("", views.task_list, name="list"),
     path("<int:pk>/", views.task_detail, name="detail"),
+    path("<int:pk>/tree/", views.task_tree_hx, name="tree_hx"),
 ]

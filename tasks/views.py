@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
 from approvals.models import ApprovalRequest, Escalation
+from tasks.delegation import tree_is_live
 from tasks.models import TaskStatus
-from tasks.selectors import task_for_user, tasks_visible_to
+from tasks.selectors import task_for_user, task_memories, task_tree_for, tasks_visible_to
 from tasks.trace import describe_step
 
 
@@ -36,10 +37,15 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
 def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """One task's trace; while it is not finished the trace refreshes itself."""
     task = task_for_user(request.user, pk)
-    steps = [{"step": step, "text": describe_step(step)} for step in task.steps.order_by("seq")]
+    all_steps = list(task.steps.order_by("seq"))
+    steps = [{"step": step, "text": describe_step(step)} for step in all_steps]
+    tree = task_tree_for(request.user, task)
     context = {
         "task": task,
+        "tree": tree,
+        "tree_live": tree_is_live(tree) or not task.is_finished,
         "steps": steps,
+        **task_memories(all_steps),
         "live": not task.is_finished,
         "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
         "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),
@@ -48,3 +54,15 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         template += "#trace"
     return render(request, template, context)
+
+
+@require_GET
+def task_tree_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The linked requests of a task with their live status (polled while any is unfinished)."""
+    task = task_for_user(request.user, pk)
+    tree = task_tree_for(request.user, task)
+    return render(
+        request,
+        "tasks/task_detail.html#tree",
+        {"task": task, "tree": tree, "tree_live": tree_is_live(tree) or not task.is_finished},
+    )

@@ -4,6 +4,12 @@ It is what runs without OPENAI_API_KEY, so the product works on a machine with n
 is not an LLM and never claims to be: everything it writes is labelled "offline mode".
 Hint arguments may hold placeholders filled from the task: {input}, {title}, {first_email},
 {first_url}.
+
+Lessons recalled for the task are applied literally too: an edit a person made to an earlier
+call of the same tool is made again (a subject 'A' changed to 'B' is drafted as 'B'), and the
+reason for a rejection is written into the draft. The final answer cites the lessons it applied.
+Consecutive `delegate` hints go out together as parallel calls, so the delegated requests are
+worked on at the same time; the final summary assembles what they reported.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 from aiworkforce.llm.types import Completion, ToolCall
 
 OFFLINE_LABEL = "[offline mode]"
+DELEGATE = "delegate"
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _URL = re.compile(r"https?://[^\s<>\"')]+")
 
@@ -38,6 +45,8 @@ class OfflineEngine:
 
     def __init__(self, *, sop: list[dict], title: str, task_input: str) -> None:
         self.hints = [step for step in sop if step.get("tool")]
+        # Recalled memories (payload dicts with id, kind, text, details), set by the loop.
+        self.memories: list[dict] = []
         self.steps = sop
         email, url = _EMAIL.search(task_input), _URL.search(task_input)
         self.values = {
@@ -50,17 +59,29 @@ class OfflineEngine:
     def complete(
         self, *, messages: list[dict], tools: list[dict], max_tokens: int, temperature: float
     ) -> Completion:
-        calls_made = sum(1 for m in messages if m["role"] == "assistant" and m.get("tool_calls"))
+        calls_made = sum(
+            len(m.get("tool_calls") or []) for m in messages if m["role"] == "assistant"
+        )
         prompt_tokens = max(1, len(json.dumps(messages)) // 4)
         if calls_made < len(self.hints):
-            hint = self.hints[calls_made]["tool"]
-            arguments = json.dumps(_fill(hint.get("arguments", {}), self.values))
-            call = ToolCall(id=f"offline_{calls_made + 1}", name=hint["name"], arguments=arguments)
+            calls = [
+                ToolCall(
+                    id=f"offline_{calls_made + number}",
+                    name=hint["tool"]["name"],
+                    arguments=json.dumps(
+                        self._apply_lessons(
+                            hint["tool"]["name"],
+                            _fill(hint["tool"].get("arguments", {}), self.values),
+                        )
+                    ),
+                )
+                for number, hint in enumerate(self._next_hints(calls_made), start=1)
+            ]
             return Completion(
                 content=None,
-                tool_calls=[call],
+                tool_calls=calls,
                 prompt_tokens=prompt_tokens,
-                completion_tokens=max(1, len(arguments) // 4),
+                completion_tokens=max(1, sum(len(call.arguments) for call in calls) // 4),
                 model=self.model,
                 latency_ms=0,
                 offline=True,
@@ -76,6 +97,39 @@ class OfflineEngine:
             offline=True,
         )
 
+    def _lessons_for(self, tool: str) -> list[dict]:
+        return [
+            memory
+            for memory in self.memories
+            if memory.get("kind") == "lesson" and (memory.get("details") or {}).get("tool") == tool
+        ]
+
+    def _apply_lessons(self, tool: str, arguments: dict) -> dict:
+        arguments = dict(arguments)
+        for lesson in self._lessons_for(tool):
+            details = lesson["details"]
+            if details.get("decision") == "edited":
+                for key, change in (details.get("changes") or {}).items():
+                    if key in arguments and arguments[key] == change.get("from"):
+                        arguments[key] = change.get("to")
+            elif details.get("decision") == "rejected" and details.get("reason"):
+                strings = [k for k, v in arguments.items() if isinstance(v, str)]
+                if strings:  # the longest text (an email's body) carries the guidance
+                    key = max(strings, key=lambda k: len(arguments[k]))
+                    arguments[key] += (
+                        f"\n\n(Following earlier guidance [m{lesson['id']}]: {details['reason']})"
+                    )
+        return arguments
+
+    def _next_hints(self, calls_made: int) -> list[dict]:
+        batch = [self.hints[calls_made]]
+        if batch[0]["tool"]["name"] == DELEGATE:
+            for hint in self.hints[calls_made + 1 :]:
+                if hint["tool"]["name"] != DELEGATE:
+                    break
+                batch.append(hint)
+        return batch
+
     def _summary(self, messages: list[dict]) -> str:
         outcomes = [m["content"] for m in messages if m["role"] == "tool"]
         lines = [f"{OFFLINE_LABEL} Followed the standard operating procedure:"]
@@ -85,7 +139,35 @@ class OfflineEngine:
             if step.get("tool"):
                 line += f" ({step['tool']['name']}: {_describe(next(outcome_iter, ''))})"
             lines.append(line)
+        applied = [
+            f"[m{lesson['id']}]"
+            for hint in self.hints
+            for lesson in self._lessons_for(hint["tool"]["name"])
+        ]
+        if applied:
+            lines.append("Lessons applied: " + ", ".join(dict.fromkeys(applied)))
+        reports = [report for report in map(_delegated_report, outcomes) if report]
+        if reports:
+            lines.append("What the delegated requests reported:")
+            lines.extend(reports)
         return "\n".join(lines)
+
+
+def _delegated_report(tool_message: str) -> str:
+    """One delegated task's outcome, for the summary that assembles them."""
+    try:
+        data = json.loads(tool_message)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict) or "delegated_task" not in data:
+        return ""
+    who = f"{data.get('employee', '')} (task #{data['delegated_task']})"
+    if "error" in data:
+        return f"- {who}: not done: {data['error']}"[:500]
+    text = str(data.get("result") or data.get("summary") or "")
+    text = text.removeprefix(OFFLINE_LABEL).strip()
+    indented = "\n".join("    " + line for line in text.splitlines()[:12])
+    return f"- {who}, {data.get('status', '')}:\n{indented}"
 
 
 def _describe(tool_message: str) -> str:

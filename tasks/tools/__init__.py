@@ -31,4 +31,4 @@ __all__ = [
 ]
 
 # Built-in tool families register themselves on import.
-from tasks.tools import builtin  # noqa: F401
+from tasks.tools import builtin, delegate  # noqa: F401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.tools import email, followup, http
+from tasks.tools import email, followup, http, memory
 from tasks.tools.registry import Risk, Tool, register
 
 _DOMAIN = {"type": "string", "pattern": r"^(\*\.)?([a-z0-9-]+\.)+[a-z]{2,}$"}
@@ -132,5 +132,54 @@ ESCALATE_TO_HUMAN = register(
         default_risk=Risk.LOW,
         side_effects=False,
         parks_task=True,
+    )
+)
+
+RECALL = register(
+    Tool(
+        name="recall",
+        description="Search your long-term memory (yours and your team's) for what bears on a "
+        "question. Cite what you use in your final answer as [m<id>].",
+        parameters={
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "k": {"type": "integer", "minimum": 1, "maximum": 20},
+                "kind": {"enum": ["fact", "lesson", "episode", "document"]},
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+        default_risk=Risk.LOW,
+        side_effects=False,
+        writes_database=False,
+        execute=memory.recall,
+    )
+)
+
+REMEMBER = register(
+    Tool(
+        name="remember",
+        description="Save a fact worth knowing on later tasks (or a note of what you did) to "
+        "your long-term memory.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "kind": {"enum": memory.REMEMBERABLE_KINDS},
+                "share_with_team": {"type": "boolean"},
+            },
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+        default_risk=Risk.LOW,
+        side_effects=False,
+        check_scope=memory.check_remember_scope,
+        execute=memory.remember,
+        scope_schema={
+            "type": "object",
+            "properties": {"allow_team": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
     )
 )

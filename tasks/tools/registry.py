@@ -54,6 +54,9 @@ class Tool:
     writes_database: bool = True
     # Tools the loop itself carries out because they park the task (escalate_to_human).
     parks_task: bool = False
+    # Tools the loop carries out by creating a linked task for another employee and waiting
+    # for it (delegate): the call's result is that task's outcome.
+    delegates: bool = False
     # (arguments, scope) -> a refusal message, or None when the call is inside the grant.
     check_scope: Callable[[dict, dict], str | None] | None = None
     # (context, arguments) -> a JSON-serialisable result.

@@ -18,7 +18,6 @@ from approvals.services import (
     lesson_record,
 )
 from employees.models import MemoryEntry, MemoryKind
-from tasks.context import system_prompt
 from tasks.loop import run_task
 from tasks.models import Task, TaskStatus
 from tasks.services import task_create
@@ -47,7 +46,7 @@ def _waiting_approval(model_server, clerk) -> ApprovalRequest:
     return ApprovalRequest.objects.get(task=task)
 
 
-def test_a_rejection_reason_reaches_the_next_tasks_system_prompt(model_server, clerk):
+def test_a_rejection_reason_is_recalled_on_the_next_similar_task_and_cited(model_server, clerk):
     approval = _waiting_approval(model_server, clerk)
     dana = UserFactory(username="dana")
     approval_decide(
@@ -56,19 +55,28 @@ def test_a_rejection_reason_reaches_the_next_tasks_system_prompt(model_server, c
     lesson = MemoryEntry.objects.get(kind=MemoryKind.LESSON)
     assert lesson.employee == clerk and lesson.scope == "employee"
     assert lesson.source == f"approval #{approval.pk}" and lesson.created_by == dana
-    assert lesson.embedding is None
-    assert (
-        lesson.text
-        == "A person rejected your send_email action. Reason: Never promise delivery dates."
+    assert lesson.embedding is not None and lesson.embedder == "offline-hash-v1"
+    assert lesson.source_task == approval.task
+    assert lesson.text == (
+        "On the task 'Please help the customer.', a person rejected your send_email action. "
+        "Reason: Never promise delivery dates."
     )
-    assert AuditEntry.objects.filter(action="memory.lesson_recorded").count() == 1
+    assert lesson.details == {
+        "tool": "send_email",
+        "decision": "rejected",
+        "reason": "Never promise delivery dates.",
+    }
+    remembered = AuditEntry.objects.get(action="memory.remembered")
+    assert remembered.data["kind"] == "lesson" and "text" not in remembered.data
 
-    model_server.enqueue(reply("Done, no email."))
-    assert run_task(_task(clerk, "Answer Bob.").pk) == TaskStatus.DONE
-    system = model_server.requests[-1]["body"]["messages"][0]["content"]
-    assert "Lessons from people's past decisions (apply them)" in system
-    assert "people who manage Clerk" in system
-    assert f'"{lesson.text}" (approval #{approval.pk})' in system
+    model_server.enqueue(reply(f"Answered the customer without a date [m{lesson.pk}] [m999]."))
+    task = _task(clerk, "Please help the customer with their delivery.")
+    assert run_task(task.pk) == TaskStatus.DONE
+    system, _, memories = (m["content"] for m in model_server.requests[-1]["body"]["messages"][:3])
+    assert "Lessons there are guidance from the people who manage you" in system
+    assert f'[m{lesson.pk}] (lesson, approval #{approval.pk}) "{lesson.text}"' in memories
+    final = task.steps.get(kind="final")
+    assert final.payload["citations"] == [lesson.pk]  # m999 was never shown: not a citation
 
 
 def test_an_edit_is_remembered_as_what_changed(model_server, clerk):
@@ -83,9 +91,12 @@ def test_an_edit_is_remembered_as_what_changed(model_server, clerk):
     )
     lesson = MemoryEntry.objects.get(kind=MemoryKind.LESSON)
     assert lesson.text == (
-        "A person approved your send_email action only after changing it: "
-        "subject: 'Your order' → 'Your order #42'. Comment: Always quote the order number."
+        "On the task 'Please help the customer.', a person approved your send_email action only "
+        "after changing it: subject: 'Your order' → 'Your order #42'. "
+        "Comment: Always quote the order number."
     )
+    assert lesson.details["decision"] == "edited"
+    assert lesson.details["changes"] == {"subject": {"from": "Your order", "to": "Your order #42"}}
 
 
 def test_an_approval_as_proposed_teaches_nothing(model_server, clerk):
@@ -101,7 +112,8 @@ def test_a_decision_that_loses_the_race_records_no_lesson(model_server, clerk):
     with pytest.raises(DecisionConflict):
         approval_decide(approval=stale, user=UserFactory(), decision="rejected", comment="Nope.")
     assert list(MemoryEntry.objects.values_list("text", flat=True)) == [
-        "A person rejected your send_email action. Reason: No."
+        "On the task 'Please help the customer.', a person rejected your send_email action. "
+        "Reason: No."
     ]
 
 
@@ -130,23 +142,30 @@ def test_an_escalation_answer_becomes_a_lesson(clerk):
     assert Escalation.objects.get(pk=escalation.pk).status == "answered"
 
 
-def test_the_prompt_has_the_latest_five_unexpired_lessons_in_one_query(
-    clerk,
-    django_assert_num_queries,
-):
+def test_the_prompt_recalls_the_nearest_unexpired_memories(model_server, clerk):
     user = UserFactory()
-    for number in range(1, 8):
+    lesson_record(
+        employee=clerk, text="Refunds need the order number.", source="approval #1", user=user
+    )
+    for number in range(2, 9):
         lesson_record(
-            employee=clerk, text=f"Lesson {number}", source=f"approval #{number}", user=user
+            employee=clerk, text=f"Shipping note {number}", source=f"approval #{number}", user=user
         )
-    old = lesson_record(employee=clerk, text="Expired lesson", source="approval #99", user=user)
+    old = lesson_record(
+        employee=clerk, text="Refunds are never allowed.", source="approval #99", user=user
+    )
     MemoryEntry.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
-    task = Task.objects.select_related("employee__team").get(pk=_task(clerk).pk)
-    with django_assert_num_queries(1):
-        system = system_prompt(task, [])
-    assert [n for n in range(1, 8) if f'"Lesson {n}"' in system] == [3, 4, 5, 6, 7]
-    assert system.index('"Lesson 7"') < system.index('"Lesson 3"')  # newest first
-    assert "Expired lesson" not in system
+    model_server.enqueue(reply("Done."))
+    task = _task(clerk, "A customer asks for a refund of their order.")
+    assert run_task(task.pk) == TaskStatus.DONE
+    memories = model_server.requests[-1]["body"]["messages"][2]["content"]
+    recalled = [line for line in memories.splitlines() if line.startswith("  - [m")]
+    assert len(recalled) == 5  # MEMORY_RECALL_K
+    assert "Refunds need the order number." in recalled[0]  # nearest first
+    assert "never allowed" not in memories  # expired
+    # What was recalled is recorded with the first model step, for a resume and for the page.
+    first = task.steps.filter(kind="llm_call").order_by("seq").first()
+    assert first.payload["recalled"][0]["text"] == "Refunds need the order number."
 
 
 def test_change_summary_reads_like_a_person_wrote_it():

@@ -157,6 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             return self._send(400, error_body(400, "Request body is not a valid JSON object."))
         if path == "/v1/embeddings":
+            if str(body.get("model", "")).startswith("unavailable"):  # to test an outage
+                return self._send(503, error_body(503, "The embedding model is overloaded."))
             return self._send(200, fake._embeddings(body))
         if body.get("stream"):
             return self._send(400, error_body(400, "The fake server does not support streaming."))
@@ -183,6 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: 200 loops connecting at once (the loop benchmark)
+    # overflowed it, costing 1 s SYN retries and now and then a failed connection.
+    request_queue_size = 1024
     fake: FakeOpenAIServer
     connections: set[socket.socket]
 

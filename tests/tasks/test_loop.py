@@ -10,11 +10,12 @@ import pytest
 from aiworkforce.models import AuditEntry
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, Escalation
 from approvals.services import approval_decide, escalation_answer
+from employees.models import ToolPolicy
 from tasks.jobs import deliver_email
 from tasks.loop import run_task
 from tasks.models import OutboxEmail, Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
-from tests.conftest import UserFactory
+from tests.conftest import ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, error, reply
 
 pytestmark = pytest.mark.django_db
@@ -525,3 +526,112 @@ def test_an_employee_endpoint_must_be_allowed_before_the_key_goes_there(
     assert model_server.calls == 0
     settings.OPENAI_ALLOWED_BASE_URLS = ["https://attacker.example/v1/"]
     clerk.full_clean()  # allowed once listed
+
+
+# --- a read-only tool's result rides with the next reservation ----------------------------------
+
+
+@pytest.fixture
+def lookup(clerk):
+    """A read-only tool (it writes nothing, changes nothing), granted to the clerk."""
+    from tasks.tools import Risk, Tool, register
+    from tasks.tools.registry import _REGISTRY
+
+    seen: list[dict] = []
+
+    def execute(context, arguments):
+        seen.append(arguments)
+        if arguments["q"] == "cancel me":
+            from aiworkforce.audit import Actor
+            from tasks.services import task_cancel
+
+            task_cancel(task=context.task, actor=Actor.system("test"), reason="stop")
+        return {"found": arguments["q"]}
+
+    register(
+        Tool(
+            name="lookup",
+            description="Look something up.",
+            parameters={"type": "object", "properties": {"q": {"type": "string"}}},
+            default_risk=Risk.LOW,
+            side_effects=False,
+            writes_database=False,
+            execute=execute,
+        )
+    )
+    ToolGrantFactory(employee=clerk, tool_name="lookup", scope={}, policy=ToolPolicy.AUTO)
+    yield seen
+    del _REGISTRY["lookup"]
+
+
+def test_a_read_only_tool_result_is_recorded_audited_and_seen_by_the_next_call(
+    model_server, clerk, lookup
+):
+    model_server.enqueue(
+        reply(tool_calls=[("lookup", {"q": "a"})]),
+        reply(tool_calls=[("lookup", {"q": "b"}), ("lookup", {"q": "c"})]),
+        reply("Found them."),
+    )
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.DONE
+    assert [(p["arguments"]["q"], p["status"]) for p in _tool_steps(task)] == [
+        ("a", "ok"),
+        ("b", "ok"),
+        ("c", "ok"),
+    ]
+    seqs = list(Step.objects.filter(task=task).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, 8))  # llm, tool, llm, tool, tool, llm, final
+    executed = AuditEntry.objects.filter(action="tool.executed", subject_id=str(task.pk))
+    assert [entry.data["arguments"]["q"] for entry in executed.order_by("id")] == ["a", "b", "c"]
+    last_messages = model_server.requests[-1]["body"]["messages"]
+    assert [json.loads(m["content"]) for m in last_messages if m["role"] == "tool"] == [
+        {"found": "a"},
+        {"found": "b"},
+        {"found": "c"},
+    ]
+    task.refresh_from_db()
+    assert task.reserved_cost == 0
+
+
+def test_a_read_only_result_is_kept_when_the_next_call_is_over_budget(
+    model_server, clerk, lookup, settings
+):
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    clerk.max_cost_per_task = Decimal("3.00")
+    clerk.max_tokens_per_turn = 3000
+    clerk.save()
+    model_server.enqueue(
+        reply(tool_calls=[("lookup", {"q": "a"})], prompt_tokens=900, completion_tokens=100)
+    )
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.BUDGET_EXHAUSTED
+    assert [(p["arguments"]["q"], p["status"]) for p in _tool_steps(task)] == [("a", "ok")]
+    assert AuditEntry.objects.filter(action="tool.executed", subject_id=str(task.pk)).exists()
+    assert ApprovalRequest.objects.filter(task=task, kind=ApprovalKind.BUDGET_RAISE).exists()
+    task.refresh_from_db()
+    assert task.reserved_cost == 0 and model_server.calls == 1
+
+
+def test_a_task_cancelled_while_a_read_only_tool_ran_records_and_reserves_nothing_more(
+    model_server, clerk, lookup
+):
+    model_server.enqueue(reply(tool_calls=[("lookup", {"q": "cancel me"})]), reply("never"))
+    task = _task(clerk)
+    run_task(task.pk)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.CANCELLED and task.reserved_cost == 0
+    assert lookup == [{"q": "cancel me"}]
+    assert _tool_steps(task) == []  # the held result was refused by its guard
+    assert not AuditEntry.objects.filter(action="tool.executed", subject_id=str(task.pk)).exists()
+    assert model_server.calls == 1
+
+
+def test_the_loop_works_the_same_without_prepared_statements(model_server, clerk, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False  # e.g. behind an old transaction pooler
+    url = model_server.base_url + "/ping"
+    model_server.enqueue(
+        reply(tool_calls=[("http_request", {"method": "GET", "url": url})]), reply("Pinged.")
+    )
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.DONE
+    assert [p["status"] for p in _tool_steps(task)] == ["started", "ok"]

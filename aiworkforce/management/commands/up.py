@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from employees.demo import load_demo_tasks, load_demo_workforce
+from employees.memory import MemoryConfigurationError, check_embedding_dimensions
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10
@@ -70,6 +71,10 @@ class Command(BaseCommand):
         port = self._choose_port(host, port)
         self._say("Applying database migrations")
         call_command("migrate", interactive=False, verbosity=0)
+        try:
+            check_embedding_dimensions()
+        except MemoryConfigurationError as exc:
+            raise CommandError(str(exc)) from None
         login = self._dev_superuser() if settings.DEBUG else None
         if not no_demo:
             owner = get_user_model().objects.filter(username=DEV_USERNAME).first()

@@ -7,6 +7,7 @@ import time
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
 from employees.models import Employee
 from tasks.loop import run_task
@@ -70,12 +71,32 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             task.refresh_from_db()
-            if task.status in FINISHED_STATUSES or task.status in PARKED:
+            if task.status in FINISHED_STATUSES:
                 return task
+            # Delegated work: run what is queued in the task's tree here (a worker may take it
+            # first), and stop only when nothing in the tree can move without a person.
+            busy = self._run_linked(task)
+            if task.status in PARKED and not busy:
+                task.refresh_from_db()
+                if task.status in PARKED or task.status in FINISHED_STATUSES:
+                    return task
             time.sleep(0.2)
         raise CommandError(
             f"Task #{task.pk} is still {task.get_status_display().lower()} after {timeout:.0f}s."
         )
+
+    def _run_linked(self, task: Task) -> bool:
+        """Run the queued tasks of this one's tree (itself, once woken, and what it delegated).
+
+        True while any of them is queued or running.
+        """
+        busy = False
+        tree = Task.objects.filter(Q(pk=task.pk) | Q(root=task.pk)).order_by("pk")
+        for linked in tree.filter(status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]):
+            busy = True
+            if linked.status == TaskStatus.QUEUED:
+                run_task(linked.pk)
+        return busy
 
     def _report(self, task: Task, *, as_json: bool) -> None:
         outcome = {
@@ -87,6 +108,17 @@ class Command(BaseCommand):
             "tokens": task.tokens_in + task.tokens_out,
             "cost_usd": str(task.cost),
         }
+        linked = list(_linked(task).select_related("employee"))
+        if linked:
+            outcome["linked"] = [
+                {
+                    "task": item.pk,
+                    "employee": item.employee.handle,
+                    "status": item.status,
+                    "reason": item.status_reason,
+                }
+                for item in linked
+            ]
         if as_json:
             self.stdout.write(json.dumps(outcome, indent=2))
             return
@@ -95,6 +127,23 @@ class Command(BaseCommand):
         )
         if task.status_reason:
             self.stdout.write(f"  why: {task.status_reason}")
+        for item in linked:
+            why = f" — {item.status_reason}" if item.status_reason else ""
+            self.stdout.write(
+                f"  linked: task #{item.pk} for @{item.employee.handle}: "
+                f"{item.get_status_display()}{why}"
+            )
+        people = {TaskStatus.WAITING_APPROVAL, TaskStatus.WAITING_ESCALATION}
+        if task.status in people or any(item.status in people for item in linked):
+            self.stdout.write(
+                "  next: a person decides in the inbox (/inbox/ or /inbox/escalations/); "
+                "the workers (./workforce run) then carry on."
+            )
         if task.result:
             self.stdout.write(task.result)
         self.stdout.write(f"  tokens {outcome['tokens']}, cost ${task.cost:.6f}")
+
+
+def _linked(task: Task):
+    """The tasks delegated below a task that `assign` created (always the root of its tree)."""
+    return Task.objects.filter(root=task.pk).order_by("pk")

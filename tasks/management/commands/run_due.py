@@ -9,7 +9,8 @@ from tasks.jobs import run_due
 
 class Command(BaseCommand):
     help = (
-        "Materialise due duties, expire undecided approvals, dispatch runnable tasks and "
+        "Materialise due duties, expire undecided approvals, escalate late delegations, "
+        "dispatch runnable tasks and "
         "reclaim expired leases (one pass)."
     )
 
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{counts['duty_tasks']} duty tasks created, "
             f"{counts['expired_approvals']} approvals expired, "
+            f"{counts['overdue_delegations']} late delegations escalated, "
             f"{counts['dispatched']} tasks dispatched, "
             f"{counts['reclaimed']} expired leases reclaimed."
         )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -27,6 +29,8 @@ from pgvector import Vector
 from aiworkforce.audit import Actor, audit_log
 from employees.embeddings import get_embedder
 from employees.models import Employee, MemoryEntry, MemoryKind, MemoryScope, Team
+
+logger = logging.getLogger(__name__)
 
 MEMORY_TEXT_MAX = 4000
 
@@ -179,6 +183,26 @@ def enqueue_embedding() -> None:
     from django_q.tasks import async_task
 
     async_task("employees.jobs.embed_pending_memories", task_name="embed memories", group="memory")
+
+
+# A worker finishing many tasks a second asks for one embedding job per interval, not one per
+# episode: the job embeds everything pending, and run_due (every minute) catches what was
+# written after a job's last look.
+EMBEDDING_REQUEST_INTERVAL = 2.0
+_last_embedding_request = -EMBEDDING_REQUEST_INTERVAL
+
+
+def request_embedding() -> None:
+    """Have pending memories embedded soon (at most one job per interval from this process)."""
+    global _last_embedding_request
+    now = time.monotonic()
+    if now - _last_embedding_request < EMBEDDING_REQUEST_INTERVAL:
+        return
+    _last_embedding_request = now
+    try:
+        enqueue_embedding()
+    except Exception:  # the broker is down: the memories wait for run_due, the work goes on
+        logger.warning("could not ask for an embedding job; run_due will embed", exc_info=True)
 
 
 def memory_update(

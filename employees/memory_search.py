@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -122,7 +122,9 @@ def memories_listed(owner: MemoryOwner, *, kind: str = "", query: str = "") -> Q
         qs = qs.filter(kind=kind)
     if query:
         qs = qs.filter(Q(text__icontains=query) | Q(source__icontains=query))
-    return qs.order_by("-created_at", "-id")
+    # The list needs to know whether a memory has its vector yet, not the vector itself.
+    searchable = ExpressionWrapper(Q(embedding__isnull=False), output_field=BooleanField())
+    return qs.defer("embedding").annotate(searchable=searchable).order_by("-created_at", "-id")
 
 
 def _query_vector(query: str) -> list[float]:

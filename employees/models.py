@@ -511,6 +511,12 @@ class MemoryEntry(models.Model):
                 name="memory_expiry_idx",
                 condition=Q(expires_at__isnull=False),
             ),
+            # The embedding job's queue: a few rows, never a scan of the whole memory.
+            models.Index(
+                fields=["id"],
+                name="memory_pending_embedding_idx",
+                condition=Q(embedding__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,11 @@ The episode is written by the statement that records the final answer (one more 
 round trip), so it exists exactly when the task is done. It expires after the employee's
 retention for episodes (MEMORY_RETENTION_DAYS, 90 days by default). Its creation is audited by
 the task.completed entry of the same statement.
+
+Its vector comes a moment later, from the embedding job (`request_embedding`): inserting into
+the HNSW index costs about a millisecond whatever the index's size (the new element's
+neighbours are re-linked), which would be a fifth of the loop's whole database time per task.
+Until then the episode is stored and listed, not yet recalled.
 """
 
 from __future__ import annotations
@@ -12,13 +17,7 @@ import json
 
 from django.utils import timezone
 
-from employees.embeddings import get_embedder
-from employees.memory import (
-    MEMORY_TEXT_MAX,
-    check_embedding_dimensions,
-    expiry_for,
-    vector_literal,
-)
+from employees.memory import MEMORY_TEXT_MAX, expiry_for
 from employees.models import MemoryKind
 from tasks.models import Task
 from tasks.steps import Part
@@ -26,7 +25,7 @@ from tasks.steps import Part
 EPISODE_INSERT = (
     "INSERT INTO employees_memoryentry (scope, employee_id, kind, text, embedding, embedder, "
     "source, details, source_task_id, live, pinned, expires_at, created_at, updated_at) "
-    "SELECT 'employee', %s, 'episode', %s, %s::vector, %s, %s, %s::jsonb, %s, true, false, %s, "
+    "SELECT 'employee', %s, 'episode', %s, NULL, '', %s, %s::jsonb, %s, true, false, %s, "
     "now(), now()"
 )
 
@@ -36,20 +35,14 @@ def episode_text(task: Task, result: str) -> str:
     return (head + result)[:MEMORY_TEXT_MAX]
 
 
-def episode_part(*, task: Task, result: str, when: str) -> tuple[list[Part], bool]:
-    """The CTE that remembers this task's outcome, and whether it is embedded already."""
-    check_embedding_dimensions()
-    text = episode_text(task, result)
-    embedder = get_embedder()
-    vector = vector_literal(embedder.embed([text])[0]) if embedder.local else None
+def episode_part(*, task: Task, result: str, when: str) -> list[Part]:
+    """The CTE that remembers this task's outcome (its vector is added by the embedding job)."""
     params = [
         task.employee_id,
-        text,
-        vector,
-        embedder.name if vector else "",
+        episode_text(task, result),
         f"task #{task.pk}",
         json.dumps({"status": "done"}),
         task.pk,
         expiry_for(kind=MemoryKind.EPISODE, employee=task.employee),
     ]
-    return [("episode", f"{EPISODE_INSERT} WHERE {when}", params)], vector is not None
+    return [("episode", f"{EPISODE_INSERT} WHERE {when}", params)]

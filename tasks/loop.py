@@ -20,7 +20,7 @@ from django.utils import timezone
 from aiworkforce.audit import Actor, audit_insert_sql, redact
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
 from employees.embeddings import EmbeddingError
-from employees.memory import enqueue_embedding, memory_recall
+from employees.memory import memory_recall, request_embedding
 from employees.models import EmployeeStatus, MemoryEntry, ToolGrant, ToolPolicy
 from tasks import budget, loop_delegation, services
 from tasks.context import (
@@ -482,7 +482,7 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
     citations = cited_memories(result, _offered_memories(state))
     if citations:
         final_payload["citations"] = citations
-    episode, embedded = episode_part(task=state.task, result=result, when=still_ours)
+    episode = episode_part(task=state.task, result=result, when=still_ours)
     llm_step = step_write(
         task=state.task,
         run=state.run,
@@ -538,8 +538,7 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
             tokens_out=completion.completion_tokens,
         )
         raise Parked
-    if episode and not embedded:
-        enqueue_embedding()  # the endpoint embeds the episode outside the loop
+    request_embedding()  # the episode's vector, outside the loop
     state.steps.append(llm_step)
     state.next_seq += 2
     if state.on_step:

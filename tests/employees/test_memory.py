@@ -261,7 +261,15 @@ def test_the_model_cannot_write_lessons_or_share_without_the_grant(model_server,
     assert not MemoryEntry.objects.exclude(kind=MemoryKind.EPISODE).exists()
 
 
-def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(model_server, clerk):
+def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(
+    model_server, clerk, monkeypatch
+):
+    from django_q.models import OrmQ
+
+    from employees import memory
+    from employees.jobs import embed_pending_memories
+
+    monkeypatch.setattr(memory, "_last_embedding_request", -memory.EMBEDDING_REQUEST_INTERVAL)
     model_server.enqueue(reply("Reset the VPN certificate for Priya."))
     first, _ = task_create(employee=clerk, title="VPN certificate", input="Priya's VPN fails.")
     assert run_task(first.pk) == TaskStatus.DONE
@@ -269,9 +277,16 @@ def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(model_serv
     assert episode.employee == clerk and episode.source_task == first
     assert episode.text.startswith(f'Task #{first.pk} "VPN certificate" on ')
     assert episode.text.endswith("Reset the VPN certificate for Priya.")
-    assert episode.embedding is not None and episode.expires_at is not None
+    assert episode.expires_at is not None
     audit = AuditEntry.objects.filter(action="task.completed").latest("pk")
     assert audit.data["episode"] is True
+    # Its vector comes from the embedding job the loop asked for, not from the final statement.
+    assert episode.embedding is None
+    jobs = [job.task["func"] for job in OrmQ.objects.all()]
+    assert jobs.count("employees.jobs.embed_pending_memories") == 1
+    assert embed_pending_memories() == 1  # what the worker does
+    episode.refresh_from_db()
+    assert episode.embedding is not None and episode.embedder == "offline-hash-v1"
 
     model_server.enqueue(reply("Done."))
     second, _ = task_create(employee=clerk, title="VPN again", input="Priya's VPN fails again.")
@@ -279,6 +294,22 @@ def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(model_serv
     memories = model_server.requests[-1]["body"]["messages"][2]["content"]
     assert memories.startswith("<<<RECALLED_MEMORIES") and memories.endswith("RECALLED_MEMORIES>>>")
     assert f"[m{episode.pk}] (episode, task #{first.pk})" in memories
+
+
+def test_tasks_finishing_together_share_one_embedding_job(model_server, clerk, monkeypatch):
+    from django_q.models import OrmQ
+
+    from employees import memory
+    from employees.jobs import embed_pending_memories
+
+    monkeypatch.setattr(memory, "_last_embedding_request", -memory.EMBEDDING_REQUEST_INTERVAL)
+    for n in range(3):
+        model_server.enqueue(reply(f"Answered ticket {n}."))
+        task, _ = task_create(employee=clerk, title=f"Ticket {n}", input="Answer it.")
+        assert run_task(task.pk) == TaskStatus.DONE
+    assert OrmQ.objects.count() == 1
+    assert embed_pending_memories() == 3
+    assert not MemoryEntry.objects.filter(embedding__isnull=True).exists()
 
 
 def test_without_memories_the_task_makes_no_recall_query(model_server, clerk):

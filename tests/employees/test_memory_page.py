@@ -232,6 +232,15 @@ def test_expired_memories_are_marked_and_not_recalled(world):
     assert old.pk not in {r.id for r in recalled}
 
 
+def test_a_memory_waiting_for_its_vector_says_it_is_not_recalled_yet(world):
+    pending = world["remember"]("Globex pays by wire transfer.")
+    MemoryEntry.objects.filter(pk=pending.pk).update(embedding=None)
+    html = as_user(world["viewer"]).get(url("page")).content.decode()
+    assert html.count("Not yet recalled") == 1
+    row = html[html.index(f'id="memory-{pending.pk}"') :]
+    assert row.index("Not yet recalled") < row.index("</article>")
+
+
 # --- changing memories ----------------------------------------------------------------------------
 
 

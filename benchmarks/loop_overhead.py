@@ -1,16 +1,19 @@
 """Benchmark: what the durable agent loop costs per step, against a bare-SDK baseline.
 
-    ./workforce manage shell -c "import benchmarks.loop_overhead as b; b.main()"   (or)
-    .venv/bin/python benchmarks/loop_overhead.py [--tasks 50] [--concurrent 200]
+    ./workforce bench loop_overhead [--tasks 50] [--concurrent 200]
 
 Each task makes three tool calls and then gives its final answer, against a zero-latency
 OpenAI-compatible server running in a separate process (so its CPU is not counted as ours).
 For every step the loop commits its trace to PostgreSQL, reserves and settles the budget,
-and writes the audit trail. The baseline is a hand-written loop over the bare `openai` SDK
-against the same server, with no database. Machines here are noisy: compare the ratio.
+and writes the audit trail; each task recalls from an employee that remembers 200 things and
+leaves an episode. The baseline is a hand-written loop over the bare `openai` SDK against the
+same server, with no database. Baseline and our tasks are taken in turns, so both see the same
+noise of a shared machine: compare the ratio.
 
 A second run starts 200 such tasks at once with a model that takes 1 s per call and reports
-the wall time until all are done (the physical limit is 4 s: four sequential calls).
+the wall time until all are done, as the worker cluster runs them (Q_WORKERS processes, tasks
+on threads sharing a small connection pool), next to the same burst through the bare SDK
+(the physical limit is 4 s: four sequential calls).
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def measure(base_url: str, tasks: int) -> tuple[list, list, float]:
     return base, mine, statistics.median(queries)
 
 
-def setup_django(base_url: str) -> None:
+def setup_django(base_url: str, migrate: bool = True) -> None:
     import django
 
     os.environ["OPENAI_API_KEY"] = "bench-key"
@@ -153,7 +156,8 @@ def setup_django(base_url: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
+    if migrate:
+        call_command("migrate", verbosity=0)
     from tasks.tools import Risk, Tool, register
     from tasks.tools.registry import _REGISTRY
 
@@ -243,14 +247,13 @@ def reset_memory(employee) -> None:
         )
 
 
-def concurrent(count: int) -> float:
-    """Start `count` tasks at once, run them as a tuned worker does; wall seconds until all done.
+def concurrent(count: int, workers: int) -> float:
+    """Start `count` tasks at once, run them as the worker cluster does: `workers` processes
+    (Q_WORKERS), each running its share on threads that share a small connection pool and hand
+    their connection back while they wait for the model. Wall seconds until all are done."""
+    import subprocess
 
-    Runs in its own process with DATABASE_POOL_SIZE set: the loops share a small pool and
-    hand their connection back while they wait for the model.
-    """
     from tasks.models import Task, TaskStatus
-    from tasks.runner import run_tasks_concurrently
     from tasks.services import task_create
 
     employee = bench_employee()
@@ -260,12 +263,58 @@ def concurrent(count: int) -> float:
         )[0].pk
         for n in range(count)
     ]
+    shares = [ids[n::workers] for n in range(workers)]
+    pool = str(max(2, min(40, count) // workers))
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--burst-worker"],
+            env={**os.environ, "DATABASE_POOL_SIZE": pool},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in shares
+    ]
+    for child in children:  # each has set Django up and opened its pool
+        assert child.stdout.readline().strip() == "ready"
     started = time.perf_counter()
-    run_tasks_concurrently(ids, concurrency=count)
+    for child, share in zip(children, shares, strict=True):
+        child.stdin.write(json.dumps(share) + "\n")
+        child.stdin.flush()
+    for child in children:
+        assert child.stdout.readline().strip() == "done"
     elapsed = time.perf_counter() - started
+    for child in children:
+        child.wait(timeout=30)
     done = Task.objects.filter(pk__in=ids, status=TaskStatus.DONE).count()
     assert done == count, f"only {done} of {count} finished"
     return elapsed
+
+
+def concurrent_baseline(base_url: str, count: int) -> float:
+    """The same burst through the bare SDK on threads, no database: this machine's own limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    client = openai.OpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=60)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(pool.map(lambda _: baseline_task(client), range(count)))
+    return time.perf_counter() - started
+
+
+def burst_worker() -> None:
+    """One worker process of `concurrent`: told its task ids on stdin once it is ready."""
+    from django.db import connection
+
+    from tasks.runner import run_tasks_concurrently
+
+    connection.ensure_connection()
+    print("ready", flush=True)
+    ids = json.loads(sys.stdin.readline())
+    run_tasks_concurrently(ids, concurrency=len(ids))
+    print("done", flush=True)
 
 
 def _median(pairs, index):
@@ -277,15 +326,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--burst", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--burst-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.burst_worker:
+        setup_django(os.environ["OPENAI_BASE_URL"], migrate=False)
+        burst_worker()
+        return
     if args.burst:
+        from django.conf import settings
+
         slow_url, slow_server = start_model_server(latency=1.0)
         setup_django(slow_url)
-        seconds = concurrent(args.burst)
+        workers = settings.Q_CLUSTER["workers"]
+        seconds = concurrent(args.burst, workers)
+        bare = concurrent_baseline(slow_url, args.burst)
         slow_server.terminate()
         print(
-            f"{args.burst} tasks started at once, model 1 s per call, 4 calls each: all done in "
-            f"{seconds:.2f} s (physical limit 4 s)"
+            f"{args.burst} tasks started at once, model 1 s per call, 4 calls each "
+            f"(physical limit 4 s):\n"
+            f"  AI Workforce, {workers} worker processes:    {seconds:5.2f} s\n"
+            f"  bare openai SDK on threads, no database: {bare:5.2f} s"
         )
         return
 
@@ -314,12 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.concurrent:
         import subprocess
 
-        pool = str(min(40, args.concurrent))
-        subprocess.run(
-            [sys.executable, __file__, "--burst", str(args.concurrent)],
-            env={**os.environ, "DATABASE_POOL_SIZE": pool},
-            check=True,
-        )
+        # Its own process: the model there takes 1 s per call.
+        subprocess.run([sys.executable, __file__, "--burst", str(args.concurrent)], check=True)
 
 
 if __name__ == "__main__":

@@ -285,10 +285,14 @@ MEMORY_CHUNK_OVERLAP = env_int("MEMORY_CHUNK_OVERLAP", 200, minimum=0)
 
 # Memory recall walks the HNSW index with iterative scans, so a scope filter still yields k rows;
 # set per connection, so a recall is one statement (pgvector reads these as the scan starts).
+# An iterative scan also stops at work_mem x hnsw.scan_mem_multiplier of candidates (4 MB by
+# default: about 2,500 vectors of 384 dimensions), which would end a selective recall short.
+MEMORY_SCAN_MEM_MULTIPLIER = env_int("MEMORY_SCAN_MEM_MULTIPLIER", 8, minimum=1)
 _options = DATABASES["default"].setdefault("OPTIONS", {})
 _options["options"] = (
     _options.get("options", "")
     + f" -c hnsw.ef_search={MEMORY_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order"
+    + f" -c hnsw.scan_mem_multiplier={MEMORY_SCAN_MEM_MULTIPLIER}"
 ).strip()
 
 # --- Worker cluster (django-q2) ---------------------------------------------------------------

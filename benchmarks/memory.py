@@ -289,7 +289,7 @@ def ensure_vectors(rows: int, processes: int) -> dict:
         file.truncate(have * chunk_bytes)  # a partial chunk from an interrupted run
     wanted = math.ceil(rows / CHUNK)
     if have >= wanted:
-        print(f"vectors: {rows:,} cached in {path.relative_to(BASE_DIR)}")
+        print(f"vectors: {rows:,} cached in {path}")
         return {}
     print(f"embedding {(wanted - have) * CHUNK:,} memories in {processes} processes ...")
     connections.close_all()  # forked children must not share the parent's connection

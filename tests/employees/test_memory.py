@@ -173,6 +173,18 @@ def test_a_dimension_mismatch_stops_with_a_clear_error(system_actor, settings, f
         call_command("reembed_memory", stdout=StringIO())
 
 
+def test_up_embeds_memories_left_without_a_vector_before_anything_recalls(system_actor):
+    from aiworkforce.management.commands.up import Command
+
+    ava = EmployeeFactory()
+    memory = remember(system_actor, "The VPN gateway is vpn.example.com.", employee=ava)
+    MemoryEntry.objects.filter(pk=memory.pk).update(embedding=None, embedder="")
+    out = StringIO()
+    Command(stdout=out)._embed_pending_memories()
+    assert "Embedding 1 memories" in out.getvalue()
+    assert recalled_texts(ava, "VPN gateway", k=1) == ["The VPN gateway is vpn.example.com."]
+
+
 def test_reembed_memory_shows_progress_and_can_resize_the_column(
     system_actor, settings, fresh_dimensions
 ):

@@ -20,7 +20,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from employees.demo import load_demo_tasks, load_demo_workforce
-from employees.memory import MemoryConfigurationError, check_embedding_dimensions
+from employees.embeddings import get_embedder
+from employees.memory import (
+    MemoryConfigurationError,
+    check_embedding_dimensions,
+    memories_embed_pending,
+)
+from employees.models import MemoryEntry
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10
@@ -75,6 +81,7 @@ class Command(BaseCommand):
             check_embedding_dimensions()
         except MemoryConfigurationError as exc:
             raise CommandError(str(exc)) from None
+        self._embed_pending_memories()
         login = self._dev_superuser() if settings.DEBUG else None
         if not no_demo:
             owner = get_user_model().objects.filter(username=DEV_USERNAME).first()
@@ -82,6 +89,16 @@ class Command(BaseCommand):
             if any(created.values()):
                 self._say(f"Loaded the demo workforce ({created['employees']} employees)")
         self._run_processes(host, port, login, started, demo=not no_demo)
+
+    def _embed_pending_memories(self) -> None:
+        """With the offline embedder, memories left without a vector (by an upgrade, or a
+        worker stopped before its embedding job) are embedded before anything recalls."""
+        if not get_embedder().local:
+            return  # the endpoint may be slow or down: the workers' jobs and run_due do it
+        pending = MemoryEntry.objects.filter(embedding__isnull=True).count()
+        if pending:
+            self._say(f"Embedding {pending:,} memories")
+            memories_embed_pending()
 
     def _say(self, message: str) -> None:
         self.stdout.write(f"==> {message}")

@@ -70,36 +70,11 @@ def guard_part(kind: str, *, task: Task, worker: str) -> Part:
     return ("guard", GUARDS[kind], [task.pk, worker])
 
 
-def step_write(
-    *,
-    task: Task,
-    run: Run,
-    seq: int,
-    kind: str,
-    payload: dict,
-    tokens_in: int = 0,
-    tokens_out: int = 0,
-    cost: Decimal = Decimal("0"),
-    latency_ms: int = 0,
-    before: list[Part] = (),
-    after: list[Part] = (),
-    when: str = "",
-) -> Step | None:
-    """Insert a step with `before` and `after` statements in one; None if `when` was false."""
-    step, parts = step_parts(
-        task=task,
-        run=run,
-        seq=seq,
-        kind=kind,
-        payload=payload,
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cost=cost,
-        latency_ms=latency_ms,
-        before=before,
-        after=after,
-        when=when,
-    )
+def step_write(**fields) -> Step | None:
+    """Insert a step with its `before` and `after` statements in one; None if `when` was false.
+
+    Takes the arguments of step_parts."""
+    step, parts = step_parts(**fields)
     return step if parts_write(step, parts) else None
 
 

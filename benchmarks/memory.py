@@ -14,16 +14,19 @@ An employee sees its own and its team's memories: 1.4-4.6% of the table (median 
 
 Per size, on a database of its own (`aiworkforce_bench_memory` on the embedded server):
 
-- load: binary COPY into the real `employees_memoryentry` table (its btree indexes in place),
-  then the model's HNSW index is built (maintenance_work_mem 4GB, one parallel worker on two
-  cores), then VACUUM ANALYZE. Skipped when the table already holds this data set (--reload).
+- load: binary COPY into the real `employees_memoryentry` table, which routes every row to its
+  owner's partition (one per employee and per team, as in production; btree indexes in
+  place), then the model's HNSW index is built, one graph per partition (maintenance_work_mem
+  4GB, one parallel worker on two cores), then VACUUM ANALYZE. Skipped when the table already
+  holds this data set (--reload).
 - recall: --queries task-like texts, each asked by an employee, through the real recall SQL
-  (`employees.memory.recall_sql`, k=10) with each --ef value as `hnsw.ef_search` (set for the
+  (`employees.memory.recall_sql`, k=10: the employee's and its team's partition, each walked
+  for its k nearest) with each --ef value as `hnsw.ef_search` (set for the
   session, as the connection options do in production); latency per statement, warm cache.
   The exact answer is the same statement with index scans off (the planner then filters with
   the btree indexes and sorts every visible row). recall@10 counts a returned memory as right
   when its distance is within the exact 10th distance (ties are not misses).
-  --paths hnsw measures the index walk for every query, however the planner would answer.
+  --paths hnsw measures the graph walks for every query, however the planner would answer.
 - the plan: EXPLAIN of the recall SQL for every query; how many walk the HNSW index.
 - ingestion: the offline embedder's rate, COPY rows/s, the index build, and --remember memories
   stored one by one through the service (`memory_remember`: embed, insert into the indexed
@@ -560,13 +563,18 @@ def table_sizes() -> dict[str, str]:
     from django.db import connection
 
     with connection.cursor() as cursor:
+        # A partitioned table and index have no storage of their own: sum their partitions.
         cursor.execute(
-            "SELECT pg_size_pretty(pg_table_size(%s)), pg_size_pretty(pg_relation_size(%s)), "
-            "current_setting('shared_buffers')",
-            [TABLE, HNSW_INDEX],
+            "SELECT pg_size_pretty((SELECT sum(pg_table_size(relid)) "
+            "                       FROM pg_partition_tree(%s) WHERE isleaf)), "
+            "       pg_size_pretty((SELECT sum(pg_relation_size(relid)) "
+            "                       FROM pg_partition_tree(%s) WHERE isleaf)), "
+            "       (SELECT count(*) FROM pg_partition_tree(%s) WHERE isleaf), "
+            "       current_setting('shared_buffers')",
+            [TABLE, HNSW_INDEX, TABLE],
         )
-        table, index, buffers = cursor.fetchone()
-    return {"table": table, "index": index, "shared_buffers": buffers}
+        table, index, partitions, buffers = cursor.fetchone()
+    return {"table": table, "index": index, "partitions": partitions, "shared_buffers": buffers}
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -658,16 +666,22 @@ def exact(prepared: list[dict], sql: str) -> tuple[list[list[tuple]], list[float
         try:
             cursor.execute("EXPLAIN " + sql, prepared[0]["params"])
             plan = "\n".join(r[0] for r in cursor.fetchall())
-            assert HNSW_INDEX not in plan, plan
+            assert not walks_hnsw(plan), plan
             run_recall(prepared, sql)
             return run_recall(prepared, sql)
         finally:
             cursor.execute("RESET enable_indexscan")
 
 
+def walks_hnsw(plan: str) -> bool:
+    """Whether the plan walks a partition's HNSW graph (the partitioned index's children are
+    named after their partition: employees_memoryentry_e12_embedding_idx)."""
+    return "_embedding_idx" in plan
+
+
 def force_hnsw(cursor, on: bool) -> None:
-    """Price out the btree and sequential paths, so every query walks the HNSW index."""
-    for setting in ("enable_bitmapscan", "enable_seqscan"):
+    """Price out the scans and sorts of a partition's rows, so every query walks the graphs."""
+    for setting in ("enable_bitmapscan", "enable_seqscan", "enable_sort"):
         cursor.execute(f"SET {setting} = off" if on else f"RESET {setting}")
 
 
@@ -691,7 +705,7 @@ def plans(prepared: list[dict], sql: str) -> tuple[int, str]:
     with connection.cursor() as cursor:
         for q in prepared:
             cursor.execute("EXPLAIN " + sql, q["params"])
-            using += any(HNSW_INDEX in r[0] for r in cursor.fetchall())
+            using += walks_hnsw("\n".join(r[0] for r in cursor.fetchall()))
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, prepared[0]["params"])
         plan = "\n".join(r[0] for r in cursor.fetchall())
     return using, plan
@@ -796,7 +810,7 @@ def report(size: int, result: dict, args) -> None:
     print(f"\n== {size:,} memories ({EMPLOYEES} employees in {TEAMS} teams) ==")
     sizes = result["sizes"]
     print(
-        f"  table {sizes['table']}, HNSW index {sizes['index']} "
+        f"  table {sizes['table']} in {sizes['partitions']} partitions, HNSW graphs {sizes['index']} "
         f"(shared_buffers {sizes['shared_buffers']}; the rest from the OS page cache)"
     )
     fractions = sorted(result["visible"])

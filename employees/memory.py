@@ -354,25 +354,30 @@ class Recalled:
 # The inner query walks the HNSW index in distance order, filtering as it goes; with iterative
 # scans it keeps walking until k rows pass the filter. "relaxed_order" may return them slightly
 # out of order, so the outer query sorts the k rows again (pgvector's documented pattern).
-RECALL_SQL = """
-WITH nearest AS MATERIALIZED (
-    SELECT m.id, m.kind, m.text, m.source, m.details,
-           m.embedding <=> %(query)s::vector AS distance
-    FROM employees_memoryentry m
-    WHERE m.embedding IS NOT NULL AND m.live
-      AND (m.expires_at IS NULL OR m.expires_at > now())
-      AND ((m.scope = 'employee' AND m.employee_id = %(employee)s)
-           OR (m.scope = 'team' AND m.team_id = %(team)s))
-      {kinds}
-    ORDER BY m.embedding <=> %(query)s::vector
-    LIMIT %(k)s
-)
-SELECT id, kind, text, source, details, distance FROM nearest ORDER BY distance, id
-"""
+# One branch per partition the employee may read (its own, its team's: see migration 0005);
+# each walks that partition's HNSW graph for its k nearest, and the k nearest of both win.
+# The `employee_id IS NULL` is what prunes the second branch to the team's partition.
+_RECALL_BRANCH = """
+    (SELECT m.id, m.kind, m.text, m.source, m.details,
+            m.embedding <=> %(query)s::vector AS distance
+     FROM employees_memoryentry m
+     WHERE {owner} AND m.embedding IS NOT NULL AND m.live
+       AND (m.expires_at IS NULL OR m.expires_at > now()) {kinds}
+     ORDER BY m.embedding <=> %(query)s::vector
+     LIMIT %(k)s)"""
+_OWN = "m.employee_id = %(employee)s"
+_TEAMS = "m.employee_id IS NULL AND m.team_id = %(team)s"
 
 
 def recall_sql(*, kinds: list[str] | None = None) -> str:
-    return RECALL_SQL.replace("{kinds}", "AND m.kind = ANY(%(kinds)s)" if kinds else "")
+    kinds_filter = "AND m.kind = ANY(%(kinds)s)" if kinds else ""
+    own, teams = (_RECALL_BRANCH.format(owner=o, kinds=kinds_filter) for o in (_OWN, _TEAMS))
+    # Only constant fragments are put together; every value is a parameter.
+    return f"""WITH nearest AS MATERIALIZED ({own}
+    UNION ALL{teams}
+)
+SELECT id, kind, text, source, details, distance FROM nearest
+ORDER BY distance, id LIMIT %(k)s"""  # noqa: S608
 
 
 def set_search_options(cursor, *, ef_search: int | None = None) -> None:

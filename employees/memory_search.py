@@ -72,7 +72,8 @@ class MemoryOwner:
     def filter(self) -> Q:
         if self.employee:
             return Q(scope=MemoryScope.EMPLOYEE, employee=self.employee)
-        return Q(scope=MemoryScope.TEAM, team=self.team)
+        # employee IS NULL lets PostgreSQL read the team's partition alone (migration 0005).
+        return Q(scope=MemoryScope.TEAM, employee__isnull=True, team=self.team)
 
 
 def memory_owner_for_user(user, path: str, *, manage: bool = False) -> MemoryOwner:

@@ -186,12 +186,14 @@ WITH old AS (
 ), audit AS ({audit})
 SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
     claimed.old_reserved,
+    -- One probe per memory partition the employee reads (pruned as the row is known).
     EXISTS (
-        SELECT 1 FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id
-        JOIN employees_memoryentry m
-          ON (m.scope = 'employee' AND m.employee_id = e.id)
-          OR (m.scope = 'team' AND m.team_id = e.team_id)
-        WHERE t.id = %(task)s AND m.embedding IS NOT NULL AND m.live
+        SELECT 1 FROM employees_memoryentry m
+        WHERE m.employee_id = e.id AND m.embedding IS NOT NULL AND m.live
+    ) OR EXISTS (
+        SELECT 1 FROM employees_memoryentry m
+        WHERE m.employee_id IS NULL AND m.team_id = e.team_id AND m.embedding IS NOT NULL
+          AND m.live
     ) AS has_memories,
     {entity_columns}
 FROM run, claimed

@@ -1,8 +1,10 @@
-"""The recall query walks the HNSW index, and a selective scope filter still gets k exact rows."""
+"""The recall query reads two partitions (the employee's own memories, its team's) and walks
+each one's HNSW graph; a selective filter within a partition still gets k exact rows."""
 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from django.db import connection
@@ -12,11 +14,11 @@ from employees.memory import recall_sql, set_search_options, vector_literal
 from employees.models import MemoryEntry, MemoryScope
 from tests.conftest import EmployeeFactory, TeamFactory
 
-HNSW_INDEX = "memory_embedding_hnsw_cosine"
 K = 10
 CUSTOMERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Wonka", "Tyrell", "Oscorp"]
 PRODUCTS = ["VPN client", "invoice portal", "payroll export", "mobile app", "shared drive"]
 PROBLEMS = ["stopped syncing", "charged twice", "timed out at login", "lost attachments"]
+PARTITION = re.compile(r"employees_memoryentry_[et]\d+")
 
 
 def _texts(rng: random.Random, count: int) -> list[str]:
@@ -29,8 +31,9 @@ def _texts(rng: random.Random, count: int) -> list[str]:
 
 @pytest.fixture
 def populated(db):
-    """3,000 memories: a busy team sees 60% of them, a quiet employee 2% (1% its own, 1% its
-    team's), the rest belong to other employees; analysed, as autovacuum would leave them."""
+    """3,000 memories: a busy team sees 60% of them (3% of its shared ones are lessons, the
+    rest facts), a quiet employee 2% (1% its own, 1% its team's), the rest belong to other
+    employees; analysed, as autovacuum would leave them."""
     rng = random.Random(7)
     busy_team, quiet_team = TeamFactory(), TeamFactory()
     busy = EmployeeFactory(team=busy_team)
@@ -47,72 +50,93 @@ def populated(db):
     vectors = OfflineEmbedder().embed(texts)
     MemoryEntry.objects.bulk_create(
         [
-            MemoryEntry(kind="fact", text=text, embedding=vector, **owner)
-            for owner, text, vector in zip(owners, texts, vectors, strict=True)
+            MemoryEntry(kind="lesson" if n % 33 == 0 else "fact", text=text, embedding=vector, **o)
+            for n, (o, text, vector) in enumerate(zip(owners, texts, vectors, strict=True))
         ],
         batch_size=500,
     )
     with connection.cursor() as cursor:
-        # The graph holds only these rows, not the rolled-back rows of earlier tests (an HNSW
-        # index keeps dead elements until VACUUM; they would use up the iterative scan).
-        cursor.execute(f"REINDEX INDEX {HNSW_INDEX}")
+        # The partitions (and their graphs) were created with these owners, in this test's
+        # transaction: they hold no rolled-back rows of earlier tests.
         cursor.execute("ANALYZE employees_memoryentry")
     return busy, quiet
 
 
-def _params(employee, query: str) -> dict:
+def _params(employee, query: str, kinds: list[str] | None = None) -> dict:
     vector = OfflineEmbedder().embed([query])[0]
     return {
         "query": vector_literal(vector),
         "employee": employee.pk,
         "team": employee.team_id,
         "k": K,
-        "kinds": None,
+        "kinds": kinds,
     }
 
 
 def _plan(cursor, params: dict) -> str:
-    cursor.execute("EXPLAIN " + recall_sql(), params)
+    cursor.execute("EXPLAIN " + recall_sql(kinds=params["kinds"]), params)
     return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def _recall(cursor, params: dict) -> list[tuple[int, float]]:
-    cursor.execute(recall_sql(), params)
+    cursor.execute(recall_sql(kinds=params["kinds"]), params)
     return [(row[0], row[5]) for row in cursor.fetchall()]
+
+
+def _hnsw_scans(plan: str) -> list[str]:
+    """The partitions whose HNSW graph the plan walks."""
+    return re.findall(r"Index Scan using (employees_memoryentry_[et]\d+)_embedding_idx", plan)
 
 
 def _exact(cursor, params: dict) -> list[tuple[int, float]]:
     """The same statement without index scans: every visible row, sorted by distance."""
     cursor.execute("SET LOCAL enable_indexscan = off")
-    assert HNSW_INDEX not in _plan(cursor, params)
+    assert not _hnsw_scans(_plan(cursor, params))
     rows = _recall(cursor, params)
     cursor.execute("RESET enable_indexscan")
     return rows
 
 
 def _walk_the_index(cursor) -> None:
-    """Price the other paths out. At a few thousand rows the planner rightly prefers a scan
-    (or the btree indexes) plus a sort over the HNSW index; on a big table it walks the
-    index (benchmarks/memory.py shows where). Here the test wants the index's answer."""
-    cursor.execute("SET LOCAL enable_seqscan = off")
-    cursor.execute("SET LOCAL enable_bitmapscan = off")
+    """Price the other paths out. At a few thousand rows the planner rightly prefers reading
+    the partition (by scan or a btree index) plus a sort over the HNSW index; on a big table
+    it walks the index (benchmarks/memory.py shows where). Here the test wants the index's
+    answer."""
+    for path in ("seqscan", "bitmapscan", "sort"):
+        cursor.execute(f"SET LOCAL enable_{path} = off")
 
 
 def _back_to_normal(cursor) -> None:
-    cursor.execute("RESET enable_seqscan")
-    cursor.execute("RESET enable_bitmapscan")
+    for path in ("seqscan", "bitmapscan", "sort"):
+        cursor.execute(f"RESET enable_{path}")
+
+
+def test_recall_reads_only_the_partitions_of_the_employee_and_its_team(populated):
+    """The other 21 owners' partitions are pruned when the statement is planned."""
+    _, quiet = populated
+    with connection.cursor() as cursor:
+        plan = _plan(cursor, _params(quiet, "Globex was charged twice"))
+    assert set(PARTITION.findall(plan)) == {
+        f"employees_memoryentry_e{quiet.pk}",
+        f"employees_memoryentry_t{quiet.team_id}",
+    }, plan
 
 
 def test_recall_query_walks_the_hnsw_index(populated):
     """The SQL's shape lets the index answer it: `<=>` under the cosine opclass, ORDER BY the
-    distance with LIMIT k inside the CTE, the filter applied while walking."""
+    distance with LIMIT k in each partition's branch, no sort of the partition's rows."""
     busy, _ = populated
     params = _params(busy, "Acme says the VPN client stopped syncing")
     with connection.cursor() as cursor:
         _walk_the_index(cursor)
         plan = _plan(cursor, params)
-        assert f"Index Scan using {HNSW_INDEX}" in plan, plan
-        assert "Sort" not in plan.split("CTE nearest")[1].split("CTE Scan")[0], plan
+        assert sorted(_hnsw_scans(plan)) == [
+            f"employees_memoryentry_e{busy.pk}",
+            f"employees_memoryentry_t{busy.team_id}",
+        ], plan
+        # Only the 2k rows of the branches are sorted, never a partition's rows by distance.
+        assert "Sort Key: nearest.distance" in plan, plan
+        assert "embedding <=>" not in "".join(re.findall(r"Sort Key: .{40}", plan)), plan
         found = _recall(cursor, params)
         _back_to_normal(cursor)
         exact = _exact(cursor, params)
@@ -121,31 +145,57 @@ def test_recall_query_walks_the_hnsw_index(populated):
 
 
 def test_selective_filter_still_returns_k_exact_rows_through_the_index(populated):
-    """An owner seeing 2% of the table: the iterative scan steps past the rows the filter
-    rejects until k pass, and they are the exact k nearest of that owner's memories."""
-    _, quiet = populated
-    params = _params(quiet, "Globex was charged twice for the invoice portal")
+    """Lessons are 3% of the busy team's partition: the iterative scan steps past the rows
+    the filter rejects until k pass, and they are the exact k nearest lessons."""
+    busy, _ = populated
+    params = _params(busy, "Globex was charged twice for the invoice portal", kinds=["lesson"])
     with connection.cursor() as cursor:
         _walk_the_index(cursor)
-        set_search_options(cursor, ef_search=400)
-        assert f"Index Scan using {HNSW_INDEX}" in _plan(cursor, params)
+        set_search_options(cursor, ef_search=40)
+        assert len(_hnsw_scans(_plan(cursor, params))) == 2
         found = _recall(cursor, params)
         _back_to_normal(cursor)
         exact = _exact(cursor, params)
     assert len(found) == K
     assert {pk for pk, _ in found} == {pk for pk, _ in exact}
-    visible = MemoryEntry.objects.filter(employee=quiet) | MemoryEntry.objects.filter(
-        team=quiet.team
-    )
-    assert {pk for pk, _ in found} <= set(visible.values_list("pk", flat=True))
+    lessons = MemoryEntry.objects.filter(
+        kind="lesson", team=busy.team
+    ) | MemoryEntry.objects.filter(kind="lesson", employee=busy)
+    assert {pk for pk, _ in found} <= set(lessons.values_list("pk", flat=True))
 
 
 def test_without_iterative_scans_the_selective_filter_comes_up_short(populated):
     """Why connections turn iterative scans on: one ef_search-sized walk finds too few rows."""
-    _, quiet = populated
-    params = _params(quiet, "Globex was charged twice for the invoice portal")
+    busy, _ = populated
+    params = _params(busy, "Globex was charged twice for the invoice portal", kinds=["lesson"])
     with connection.cursor() as cursor:
         _walk_the_index(cursor)
         cursor.execute("SET LOCAL hnsw.iterative_scan = off")
         cursor.execute("SET LOCAL hnsw.ef_search = 40")
         assert len(_recall(cursor, params)) < K
+
+
+def test_a_partition_comes_and_goes_with_its_owner(db):
+    """Created with the employee or team (whoever creates it), dropped with it."""
+
+    def partitions() -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent IN "
+                "('employees_memoryentry'::regclass, 'employees_memoryentry_shared'::regclass)"
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    team = TeamFactory()
+    employee = EmployeeFactory(team=team)
+    assert {f"employees_memoryentry_e{employee.pk}", f"employees_memoryentry_t{team.pk}"} <= (
+        partitions()
+    )
+    MemoryEntry.objects.create(scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="x")
+    MemoryEntry.objects.create(scope=MemoryScope.TEAM, team=team, kind="fact", text="y")
+    employee.delete()
+    assert f"employees_memoryentry_e{employee.pk}" not in partitions()
+    assert MemoryEntry.objects.filter(team=team).count() == 1
+    team.delete()
+    assert f"employees_memoryentry_t{team.pk}" not in partitions()
+    assert not MemoryEntry.objects.exists()

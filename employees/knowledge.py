@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import PurePosixPath, PureWindowsPath
 
 from django.conf import settings
@@ -425,6 +426,23 @@ def enqueue_ingest(document_id: int) -> None:
         task_name=f"ingest document {document_id}",
         group="memory",
     )
+
+
+def documents_resume_stalled(*, quiet_for: timedelta, limit: int = 100) -> int:
+    """Ask again for documents nobody has read for `quiet_for` (their job was lost: a purged
+    queue, a replaced broker). A reading run moves `updated_at` with every batch, and a second
+    job finds the first one's lock and leaves; the claim below keeps each sweep from asking
+    twice within `quiet_for`."""
+    cutoff = timezone.now() - quiet_for
+    stalled = KnowledgeDocument.objects.filter(
+        status__in=(DocumentStatus.PENDING, DocumentStatus.PROCESSING), updated_at__lt=cutoff
+    )
+    asked = 0
+    for pk in stalled.values_list("pk", flat=True)[:limit]:
+        if stalled.filter(pk=pk).update(updated_at=timezone.now()):
+            enqueue_ingest(pk)
+            asked += 1
+    return asked
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -32,8 +33,11 @@ def run_task(task_id: int) -> str | int | None:
 
 def run_due() -> dict[str, int]:
     """One batch pass: due duties, expired approvals, late delegations, runnable tasks, dead
-    workers' leases, and memories past their retention."""
+    workers' leases, memories past their retention, documents whose reading job was lost."""
+    from django.conf import settings
+
     from approvals.services import approvals_expire_due
+    from employees.knowledge import documents_resume_stalled
     from employees.memory import memories_expire
     from tasks.delegation import delegations_wake_overdue
     from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
@@ -55,6 +59,10 @@ def run_due() -> dict[str, int]:
         "reclaimed": reclaimed,
         "expired_memories": memories_expire(),  # recall ignores them already; this frees space
         "embedded_memories": _embed_pending_memories(),
+        # After django-q2's own redelivery window (Q_RETRY) has passed without progress.
+        "resumed_documents": documents_resume_stalled(
+            quiet_for=timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
+        ),
     }
 
 

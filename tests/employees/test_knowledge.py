@@ -274,6 +274,35 @@ def test_a_run_that_died_half_way_is_restarted_cleanly(small_chunks, monkeypatch
     assert not MemoryEntry.objects.filter(live=False).exists()
 
 
+def test_run_due_asks_again_for_a_document_whose_job_was_lost(small_chunks, monkeypatch, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    from tasks.jobs import run_due
+
+    employee = EmployeeFactory()
+    document = upload(employee, "refunds.md", _five_chunk_markdown("Refund"))
+    dying = RecordingEmbedder(document.pk, fail_on_call=2, error=KeyboardInterrupt())
+    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: dying)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_document(document.pk)
+    OrmQ.objects.all().delete()  # and the queue lost the job
+    # Within django-q2's own redelivery window, the sweep leaves it alone.
+    assert run_due()["resumed_documents"] == 0
+    quiet = timedelta(seconds=settings.Q_CLUSTER["retry"] + 61)
+    KnowledgeDocument.objects.filter(pk=document.pk).update(updated_at=timezone.now() - quiet)
+
+    assert run_due()["resumed_documents"] == 1
+    assert run_due()["resumed_documents"] == 0  # asked once per window
+    [job] = OrmQ.objects.all()
+    assert (job.func(), job.task["args"]) == ("employees.jobs.ingest_document", (document.pk,))
+    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: OfflineEmbedder())
+    assert ingest_document(*job.task["args"]) == "ready"
+    assert document.chunks.filter(live=True).count() == 5
+
+
 def test_reuploading_replaces_the_old_chunks_and_recall_sees_only_the_new_ones():
     team = TeamFactory()
     employee = EmployeeFactory(team=team)

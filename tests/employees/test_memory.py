@@ -185,6 +185,27 @@ def test_up_embeds_memories_left_without_a_vector_before_anything_recalls(system
     assert recalled_texts(ava, "VPN gateway", k=1) == ["The VPN gateway is vpn.example.com."]
 
 
+def test_up_leaves_a_large_backlog_to_a_worker_and_shows_progress(
+    system_actor, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    from aiworkforce.management.commands import up
+
+    monkeypatch.setattr(up, "STARTUP_EMBED_LIMIT", 2500)
+    ava = EmployeeFactory()
+    MemoryEntry.objects.bulk_create(
+        MemoryEntry(scope="employee", employee=ava, kind="fact", text=f"Server web-{n} runs nginx.")
+        for n in range(2600)
+    )
+    out = StringIO()
+    up.Command(stdout=out)._embed_pending_memories()
+    assert "Embedding 2,500 memories; a worker embeds the other 100" in out.getvalue()
+    assert "1,000 / 2,500" in out.getvalue() and "2,500 / 2,500" in out.getvalue()
+    assert MemoryEntry.objects.filter(embedding__isnull=True).count() == 100
+    assert OrmQ.objects.count() == 1  # the job for the rest
+
+
 def test_reembed_memory_shows_progress_and_can_resize_the_column(
     system_actor, settings, fresh_dimensions
 ):

@@ -24,12 +24,15 @@ from employees.embeddings import get_embedder
 from employees.memory import (
     MemoryConfigurationError,
     check_embedding_dimensions,
+    enqueue_embedding,
     memories_embed_pending,
 )
 from employees.models import MemoryEntry
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10
+# Memories `up` embeds itself before starting (the offline embedder does about 3,000 a second).
+STARTUP_EMBED_LIMIT = 20_000
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -92,13 +95,26 @@ class Command(BaseCommand):
 
     def _embed_pending_memories(self) -> None:
         """With the offline embedder, memories left without a vector (by an upgrade, or a
-        worker stopped before its embedding job) are embedded before anything recalls."""
+        worker stopped before its embedding job) are embedded before anything recalls: up to
+        STARTUP_EMBED_LIMIT of them (seconds), the rest by a worker's job once it runs."""
         if not get_embedder().local:
             return  # the endpoint may be slow or down: the workers' jobs and run_due do it
         pending = MemoryEntry.objects.filter(embedding__isnull=True).count()
-        if pending:
-            self._say(f"Embedding {pending:,} memories")
-            memories_embed_pending()
+        if not pending:
+            return
+        now = min(pending, STARTUP_EMBED_LIMIT)
+        later = f"; a worker embeds the other {pending - now:,}" if pending > now else ""
+        self._say(f"Embedding {now:,} memories{later}")
+        done, batch = 0, 1000
+        while done < now:
+            embedded = memories_embed_pending(batch=min(batch, now - done), max_batches=1)
+            if not embedded:
+                break
+            done += embedded
+            if now > batch:
+                self.stdout.write(f"    {done:,} / {now:,}")
+        if pending > now:
+            enqueue_embedding()
 
     def _say(self, message: str) -> None:
         self.stdout.write(f"==> {message}")

@@ -21,5 +21,6 @@ class Command(BaseCommand):
             f"{counts['expired_approvals']} approvals expired, "
             f"{counts['overdue_delegations']} late delegations escalated, "
             f"{counts['dispatched']} tasks dispatched, "
-            f"{counts['reclaimed']} expired leases reclaimed."
+            f"{counts['reclaimed']} expired leases reclaimed, "
+            f"{counts['resumed_documents']} stalled documents asked to be read again."
         )

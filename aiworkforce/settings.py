@@ -275,7 +275,7 @@ MEMORY_EMBEDDING_MODEL = env_str("MEMORY_EMBEDDING_MODEL", "")
 # Memories put in front of the model at the start of each task (the `recall` tool asks for more).
 MEMORY_RECALL_K = env_int("MEMORY_RECALL_K", 5, minimum=0)
 # HNSW candidate list for recall: higher is more exact and slower (see benchmarks/memory.py).
-MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 100, minimum=1)
+MEMORY_EF_SEARCH = env_int("MEMORY_EF_SEARCH", 200, minimum=1)
 # Days to keep each kind of memory unless an employee says otherwise; kinds not named are kept.
 MEMORY_RETENTION_DAYS = env_json_retention("MEMORY_RETENTION_DAYS", {"episode": 90})
 # Knowledge uploads: the largest file accepted, and chunking (characters, with overlap).

@@ -205,6 +205,18 @@ def request_embedding() -> None:
         logger.warning("could not ask for an embedding job; run_due will embed", exc_info=True)
 
 
+def memories_still_visible(*, employee: Employee, ids) -> set[int]:
+    """Which of `ids` the employee may still recall: not deleted, not expired away, not of a
+    team it has left. Each half reads one partition; a lookup by id alone plans every
+    partition of the table (~15 ms with 200 employees)."""
+    if not ids:
+        return set()
+    own = MemoryEntry.objects.filter(employee_id=employee.pk, pk__in=ids)
+    team = MemoryEntry.objects.filter(employee__isnull=True, team_id=employee.team_id, pk__in=ids)
+    own, team = (qs.order_by().values_list("pk", flat=True) for qs in (own, team))
+    return set(own.union(team, all=True).order_by())
+
+
 def memory_update(
     *, memory: MemoryEntry, user, text: str | None = None, pinned: bool | None = None
 ):
@@ -252,7 +264,7 @@ def memories_delete(*, memories, user, reason: str = "") -> int:
     rows = list(memories.select_for_update().order_by("pk"))
     if not rows:
         return 0
-    MemoryEntry.objects.filter(pk__in=[m.pk for m in rows]).delete()
+    memories.filter(pk__in=[m.pk for m in rows]).delete()  # the owner's filter prunes
     for memory in rows:
         audit_log(
             action="memory.deleted",

@@ -20,8 +20,8 @@ from django.utils import timezone
 from aiworkforce.audit import Actor, audit_insert_sql, redact
 from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
 from employees.embeddings import EmbeddingError
-from employees.memory import memory_recall, request_embedding
-from employees.models import EmployeeStatus, MemoryEntry, ToolGrant, ToolPolicy
+from employees.memory import memories_still_visible, memory_recall, request_embedding
+from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from tasks import budget, loop_delegation, services
 from tasks.context import (
     Transcript,
@@ -180,14 +180,10 @@ def _memories_for(state: LoopState) -> list[dict]:
             recalled = step.payload.get("recalled", [])
             if not recalled:
                 return []
-            kept = set(
-                MemoryEntry.objects.filter(pk__in=[m["id"] for m in recalled]).values_list(
-                    "pk", flat=True
-                )
+            kept = memories_still_visible(
+                employee=state.task.employee, ids=[m["id"] for m in recalled]
             )
             return [memory for memory in recalled if memory["id"] in kept]
-    if not getattr(state.task, "has_memories", True):
-        return []  # the claim found nothing to recall: no query
     task = state.task
     state.recall_unrecorded = True
     try:
@@ -380,7 +376,8 @@ def _call_model(
         "reserved": str(reservation.amount),
     }
     if state.recall_unrecorded:
-        llm_payload["recalled"] = state.memories
+        if state.memories:  # a resumed task without them recalls nothing either
+            llm_payload["recalled"] = state.memories
         if state.recall_warning:
             llm_payload["warnings"] = [*llm_payload["warnings"], state.recall_warning]
     numbers = {

@@ -24,12 +24,13 @@ def task_for_user(user, pk: int) -> Task:
     return task
 
 
-def task_memories(steps: list) -> dict:
+def task_memories(task: Task, steps: list) -> dict:
     """What the task recalled and which of it the final answer cited (for the task page).
 
-    The texts are the ones the employee saw then; `forgotten` marks memories deleted since.
+    The texts are the ones the employee saw then; `forgotten` marks memories deleted since
+    (or no longer the employee's to recall: of a team it has left).
     """
-    from employees.models import MemoryEntry
+    from employees.memory import memories_still_visible
     from tasks.context import recall_tool_memories
     from tasks.models import StepKind
 
@@ -45,9 +46,7 @@ def task_memories(steps: list) -> dict:
             citations = payload.get("citations", [])
     shown.update((m["id"], m) for m in recall_tool_memories(steps))
     ids = set(shown) | set(citations)
-    existing = (
-        set(MemoryEntry.objects.filter(pk__in=ids).values_list("pk", flat=True)) if ids else set()
-    )
+    existing = memories_still_visible(employee=task.employee, ids=ids)
     cited = [
         {**shown.get(pk, {"id": pk, "kind": "", "text": ""}), "forgotten": pk not in existing}
         for pk in citations

@@ -186,15 +186,6 @@ WITH old AS (
 ), audit AS ({audit})
 SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
     claimed.old_reserved,
-    -- One probe per memory partition the employee reads (pruned as the row is known).
-    EXISTS (
-        SELECT 1 FROM employees_memoryentry m
-        WHERE m.employee_id = e.id AND m.embedding IS NOT NULL AND m.live
-    ) OR EXISTS (
-        SELECT 1 FROM employees_memoryentry m
-        WHERE m.employee_id IS NULL AND m.team_id = e.team_id AND m.embedding IS NOT NULL
-          AND m.live
-    ) AS has_memories,
     {entity_columns}
 FROM run, claimed
     JOIN employees_employee e ON e.id = claimed.employee_id
@@ -263,8 +254,8 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         row = cursor.fetchone()
     if row is None:
         return None
-    run_id, number, started_at, old_status, old_owner, old_reserved, has_memories = row[:7]
-    task = _claimed_task(row[7:])
+    run_id, number, started_at, old_status, old_owner, old_reserved = row[:6]
+    task = _claimed_task(row[6:])
     if old_status == TaskStatus.RUNNING:
         with transaction.atomic():
             _release_dead_reservation(task=task, amount=old_reserved)
@@ -275,7 +266,6 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
                 data={"from": old_owner},
             )
     run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
-    task.has_memories = has_memories  # whether the loop needs to recall at all
     return task, run
 
 

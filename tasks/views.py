@@ -45,7 +45,7 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "tree": tree,
         "tree_live": tree_is_live(tree) or not task.is_finished,
         "steps": steps,
-        **task_memories(all_steps),
+        **task_memories(task, all_steps),
         "live": not task.is_finished,
         "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
         "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),

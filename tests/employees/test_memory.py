@@ -29,7 +29,7 @@ from employees.models import MemoryEntry, MemoryKind, ToolPolicy
 from tasks.loop import run_task
 from tasks.models import TaskStatus
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, ToolGrantFactory, UserFactory
+from tests.conftest import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, reply
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +44,25 @@ def recalled_texts(employee, query, k=5):
 
 
 # --- scope ---------------------------------------------------------------------------------------
+
+
+def test_still_visible_means_not_deleted_and_the_employees_or_its_current_teams(system_actor):
+    from employees.memory import memories_still_visible
+
+    team, other = TeamFactory(), TeamFactory()
+    ava = EmployeeFactory(team=team)
+    own = remember(system_actor, "Ava's note.", employee=ava)
+    shared = remember(system_actor, "The team's note.", team=team)
+    foreign = remember(system_actor, "Another team's note.", team=other)
+    gone = remember(system_actor, "A note since forgotten.", employee=ava)
+    gone_id = gone.pk
+    gone.delete()
+    ids = [own.pk, shared.pk, foreign.pk, gone_id]
+    assert memories_still_visible(employee=ava, ids=ids) == {own.pk, shared.pk}
+    ava.team = other
+    ava.save()
+    assert memories_still_visible(employee=ava, ids=ids) == {own.pk, foreign.pk}
+    assert memories_still_visible(employee=ava, ids=[]) == set()
 
 
 def test_an_employee_recalls_its_own_and_its_teams_memories_never_a_colleagues(system_actor):
@@ -345,7 +364,7 @@ def test_tasks_finishing_together_share_one_embedding_job(model_server, clerk, m
     assert not MemoryEntry.objects.filter(embedding__isnull=True).exists()
 
 
-def test_without_memories_the_task_makes_no_recall_query(model_server, clerk):
+def test_without_memories_nothing_recalled_is_shown_or_recorded(model_server, clerk):
     model_server.enqueue(reply("Done."))
     task, _ = task_create(employee=clerk, title="Hello", input="Say hello.")
     assert run_task(task.pk) == TaskStatus.DONE
@@ -399,7 +418,7 @@ def test_an_embedding_outage_lets_the_task_go_on_without_memories(model_server, 
     task, _ = task_create(employee=clerk, title="Acme invoice", input="Send Acme the invoice.")
     assert run_task(task.pk) == TaskStatus.DONE
     first = task.steps.get(kind="llm_call")
-    assert first.payload["recalled"] == []
+    assert "recalled" not in first.payload  # nothing to show on the task page but the warning
     assert "Nothing was recalled: The embedding endpoint failed" in first.payload["warnings"][0]
 
 

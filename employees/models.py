@@ -451,13 +451,30 @@ class KnowledgeDocument(models.Model):
         return int(100 * self.chunks_done / self.chunks_total) if self.chunks_total else 0
 
 
+# The memory table is partitioned by owner (migration 0005): a partition, and an HNSW graph,
+# per employee and per team. Its foreign keys are kept by Django only (db_constraint=False):
+# in the database they would make attaching a new owner's partition lock every table they
+# point to (tasks, employees, users) until the hiring transaction commits.
+_NO_DB_CONSTRAINT = {"db_constraint": False}
+
+
 class MemoryEntry(models.Model):
     scope = models.CharField(max_length=10, choices=MemoryScope.choices)
     employee = models.ForeignKey(
-        Employee, null=True, blank=True, on_delete=models.CASCADE, related_name="memories"
+        Employee,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="memories",
+        **_NO_DB_CONSTRAINT,
     )
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="memories"
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="memories",
+        **_NO_DB_CONSTRAINT,
     )
     kind = models.CharField(max_length=10, choices=MemoryKind.choices)
     text = models.TextField()
@@ -469,17 +486,32 @@ class MemoryEntry(models.Model):
     # "decision": "rejected", "reason": "..."}; the offline engine applies lessons from them.
     details = models.JSONField(default=dict, blank=True)
     source_task = models.ForeignKey(
-        "tasks.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "tasks.Task",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        **_NO_DB_CONSTRAINT,
     )
     document = models.ForeignKey(
-        KnowledgeDocument, null=True, blank=True, on_delete=models.CASCADE, related_name="chunks"
+        KnowledgeDocument,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="chunks",
+        **_NO_DB_CONSTRAINT,
     )
     chunk_index = models.PositiveIntegerField(null=True, blank=True)
     # False while a document's chunks are still being read: recall sees a document whole or
     # not at all (and a re-upload's old chunks until the new ones are complete).
     live = models.BooleanField(default=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        **_NO_DB_CONSTRAINT,
     )
     pinned = models.BooleanField(default=False, help_text="Pinned memories never expire.")
     expires_at = models.DateTimeField(null=True, blank=True)

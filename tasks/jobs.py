@@ -39,6 +39,7 @@ def run_due() -> dict[str, int]:
     from approvals.services import approvals_expire_due
     from employees.knowledge import documents_resume_stalled
     from employees.memory import memories_expire
+    from employees.partitions import memory_partitions_drop_orphaned
     from tasks.delegation import delegations_wake_overdue
     from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
     from tasks.triggers import duties_materialise
@@ -63,6 +64,7 @@ def run_due() -> dict[str, int]:
         "resumed_documents": documents_resume_stalled(
             quiet_for=timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
         ),
+        "dropped_memory_partitions": memory_partitions_drop_orphaned(),
     }
 
 

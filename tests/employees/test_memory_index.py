@@ -175,27 +175,88 @@ def test_without_iterative_scans_the_selective_filter_comes_up_short(populated):
         assert len(_recall(cursor, params)) < K
 
 
-def test_a_partition_comes_and_goes_with_its_owner(db):
-    """Created with the employee or team (whoever creates it), dropped with it."""
+def _partitions() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent IN "
+            "('employees_memoryentry'::regclass, 'employees_memoryentry_shared'::regclass)"
+        )
+        return {row[0] for row in cursor.fetchall()}
 
-    def partitions() -> set[str]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent IN "
-                "('employees_memoryentry'::regclass, 'employees_memoryentry_shared'::regclass)"
-            )
-            return {row[0] for row in cursor.fetchall()}
+
+def test_a_partition_comes_with_its_owner_and_goes_after_it(db):
+    """Made with the employee or team (whoever inserts it); the empty partition of a deleted
+    owner is dropped by run_due's pass, not by the transaction that deleted the owner."""
+    from employees.partitions import memory_partitions_drop_orphaned
+    from tasks.jobs import run_due
 
     team = TeamFactory()
     employee = EmployeeFactory(team=team)
-    assert {f"employees_memoryentry_e{employee.pk}", f"employees_memoryentry_t{team.pk}"} <= (
-        partitions()
-    )
+    own, shared = f"employees_memoryentry_e{employee.pk}", f"employees_memoryentry_t{team.pk}"
+    assert {own, shared} <= _partitions()
     MemoryEntry.objects.create(scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="x")
     MemoryEntry.objects.create(scope=MemoryScope.TEAM, team=team, kind="fact", text="y")
-    employee.delete()
-    assert f"employees_memoryentry_e{employee.pk}" not in partitions()
-    assert MemoryEntry.objects.filter(team=team).count() == 1
+    employee.delete()  # Django deletes its memories with it
+    assert own in _partitions() and MemoryEntry.objects.filter(team=team).count() == 1
+    assert run_due()["dropped_memory_partitions"] == 1
+    assert own not in _partitions() and shared in _partitions()
     team.delete()
-    assert f"employees_memoryentry_t{team.pk}" not in partitions()
-    assert not MemoryEntry.objects.exists()
+    assert memory_partitions_drop_orphaned() == 1
+    assert shared not in _partitions() and not MemoryEntry.objects.exists()
+
+
+def test_a_partition_still_holding_rows_is_not_dropped(db):
+    from employees.partitions import memory_partitions_drop_orphaned
+
+    employee = EmployeeFactory()
+    MemoryEntry.objects.create(scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="x")
+    with connection.cursor() as cursor:  # deleted behind Django's back: its memory stays
+        cursor.execute("DELETE FROM employees_employee WHERE id = %s", [employee.pk])
+    assert memory_partitions_drop_orphaned() == 0
+    assert f"employees_memoryentry_e{employee.pk}" in _partitions()
+
+
+def test_up_makes_the_partitions_an_owner_is_missing(db):
+    from employees.partitions import memory_partitions_ensure
+
+    employee = EmployeeFactory()
+    own = f"employees_memoryentry_e{employee.pk}"
+    with connection.cursor() as cursor:  # as after a restore that skipped triggers
+        cursor.execute(f"DROP TABLE {own}")
+    assert memory_partitions_ensure() == 1
+    assert own in _partitions()
+    MemoryEntry.objects.create(scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="x")
+    assert memory_partitions_ensure() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hiring_does_not_stop_memory_reads_and_writes():
+    """Another session makes partitions (as the hiring trigger does) and has not committed:
+    recall and remembering go on here, without waiting for its locks. (Two hires do wait for
+    each other: attaching takes SHARE UPDATE EXCLUSIVE on the parent.)"""
+    import psycopg
+
+    employee = EmployeeFactory()  # committed: its own partition's locks are gone
+    params = connection.get_connection_params()
+    hiring = psycopg.connect(
+        **{
+            key: params[key]
+            for key in ("dbname", "host", "port", "user", "password")
+            if key in params
+        }
+    )
+    try:
+        hiring.execute("SELECT employees_memory_partition_create('employee', 987654321)")
+        hiring.execute("SELECT employees_memory_partition_create('team', 987654321)")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+            cursor.execute(recall_sql(), _params(employee, "anything"))
+            MemoryEntry.objects.create(
+                scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="Still writing."
+            )
+            cursor.execute("SELECT count(*) FROM employees_memoryentry")
+            assert cursor.fetchone()[0] == 1
+            cursor.execute("RESET lock_timeout")
+    finally:
+        hiring.rollback()
+        hiring.close()

@@ -24,10 +24,11 @@ from employees.embeddings import get_embedder
 from employees.memory import (
     MemoryConfigurationError,
     check_embedding_dimensions,
-    enqueue_embedding,
     memories_embed_pending,
+    request_embedding,
 )
 from employees.models import MemoryEntry
+from employees.partitions import memory_partitions_ensure
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10
@@ -80,6 +81,8 @@ class Command(BaseCommand):
         port = self._choose_port(host, port)
         self._say("Applying database migrations")
         call_command("migrate", interactive=False, verbosity=0)
+        if missing := memory_partitions_ensure():  # e.g. a restore that skipped triggers
+            self._say(f"Made the memory partitions of {missing} employees and teams")
         try:
             check_embedding_dimensions()
         except MemoryConfigurationError as exc:
@@ -114,7 +117,7 @@ class Command(BaseCommand):
             if now > batch:
                 self.stdout.write(f"    {done:,} / {now:,}")
         if pending > now:
-            enqueue_embedding()
+            request_embedding()  # a broker that is down is logged; run_due embeds them then
 
     def _say(self, message: str) -> None:
         self.stdout.write(f"==> {message}")

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from aiworkforce.audit import Actor, audit_log
 from employees.embeddings import EmbeddingError, get_embedder
 from employees.memory import (
+    STORE_FIELDS,
     MemoryConfigurationError,
     check_embedding_dimensions,
     forget_cached_dimensions,
@@ -80,12 +81,12 @@ class Command(BaseCommand):
         done, started, last_id = 0, time.monotonic(), 0
         while True:
             rows = list(
-                memories.filter(pk__gt=last_id).order_by("pk").values_list("pk", "text")[:batch]
+                memories.filter(pk__gt=last_id).order_by("pk").values_list(*STORE_FIELDS)[:batch]
             )
             if not rows:
                 break
             try:
-                vectors = embedder.embed([text for _, text in rows])
+                vectors = embedder.embed([row[1] for row in rows])
             except EmbeddingError as exc:
                 raise CommandError(
                     f"{exc} {done:,} of {total:,} were re-embedded and kept; run again with "

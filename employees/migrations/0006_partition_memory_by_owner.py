@@ -11,12 +11,19 @@ filter to speak of.
       employees_memoryentry_shared  FOR VALUES IN (NULL)        PARTITION BY LIST (team_id)
         employees_memoryentry_t<id> FOR VALUES IN (<id>)        a team's shared memories
 
-Partitions come and go with their owner through triggers on the employee and team tables:
-every way of creating an employee (services, admin, fixtures, the demo loader) then gets one
-before its first memory can be written. The table keeps Django's indexes, under their names
-(each becomes a partitioned index, built on every partition); a partitioned table cannot have
-a primary key without its partition keys, so `id` has a plain index and stays unique through
-its identity sequence. Nothing references memory rows by foreign key.
+A trigger on the employee and team tables makes an owner's partition when the owner is
+inserted: every way of creating one (services, admin, fixtures, the demo loader) then has it
+before its first memory can be written. The partition is made apart and then attached, which
+takes SHARE UPDATE EXCLUSIVE on the parent: recall and writes go on while someone is hired
+(`CREATE TABLE ... PARTITION OF` would hold ACCESS EXCLUSIVE until the hire commits). The
+empty partitions of deleted owners are dropped later by run_due (employees.partitions), in a
+transaction of their own, never in the one that deleted the owner.
+
+The table keeps Django's indexes, under their names (each becomes a partitioned index, built
+on every partition); a partitioned table cannot have a primary key without its partition keys,
+so `id` has a plain index and stays unique through its identity sequence (which continues
+where the old one stopped). Nothing references memory rows by foreign key, and since 0005 the
+memory table's own foreign keys live in Django only.
 """
 
 from django.db import migrations
@@ -25,12 +32,11 @@ PARENT = "employees_memoryentry"
 SHARED = "employees_memoryentry_shared"
 
 # Rebuild `table` as `kind` ('partitioned' or 'plain') with the same columns, check
-# constraints, foreign keys and indexes (read from the catalog, so Django's names survive).
+# constraints and indexes (read from the catalog, so Django's names survive).
 _REBUILD = """
 DO $rebuild$
 DECLARE
     index_defs text[];
-    foreign_keys text[];
     definition text;
     next_id bigint;
 BEGIN
@@ -38,11 +44,12 @@ BEGIN
     FROM pg_index i
     WHERE i.indrelid = '%(table)s'::regclass AND NOT i.indisprimary
       AND i.indexrelid::regclass::text <> 'memory_id_idx';
-    SELECT coalesce(array_agg(format('ADD CONSTRAINT %%I %%s', conname,
-                                     pg_get_constraintdef(oid))), '{}')
-    INTO foreign_keys
-    FROM pg_constraint WHERE conrelid = '%(table)s'::regclass AND contype = 'f';
-    SELECT coalesce(max(id), 0) + 1 INTO next_id FROM %(table)s;
+    -- Continue after every id ever handed out, not after the largest left: old tasks and the
+    -- audit trail name deleted memories by id.
+    SELECT greatest(
+        coalesce(max(id), 0),
+        coalesce(pg_sequence_last_value(pg_get_serial_sequence('%(table)s', 'id')::regclass), 0)
+    ) + 1 INTO next_id FROM %(table)s;
 
     ALTER TABLE %(table)s RENAME TO %(table)s_before;
     EXECUTE format(
@@ -65,9 +72,6 @@ BEGIN
         -- An index of a partitioned table reads "ON ONLY"; the new one covers the table whole.
         EXECUTE replace(replace(definition, ' ON ONLY ', ' ON '), '%(table)s_before', '%(table)s');
     END LOOP;
-    FOREACH definition IN ARRAY foreign_keys LOOP
-        EXECUTE 'ALTER TABLE %(table)s ' || definition;
-    END LOOP;
 END
 $rebuild$;
 """
@@ -75,40 +79,29 @@ $rebuild$;
 _PARTITION_FUNCTIONS = f"""
 CREATE FUNCTION employees_memory_partition_create(owner text, owner_id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    leaf text := '{PARENT}_' || left(owner, 1) || owner_id;
 BEGIN
-    IF owner = 'employee' THEN
-        EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF {PARENT} FOR VALUES IN (%s)',
-                       '{PARENT}_e' || owner_id, owner_id);
-    ELSE
-        EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF {SHARED} FOR VALUES IN (%s)',
-                       '{PARENT}_t' || owner_id, owner_id);
+    IF to_regclass(leaf) IS NOT NULL THEN
+        RETURN;  -- a reused id (tests reset sequences) finds its old, empty partition
     END IF;
-END $$;
-
-CREATE FUNCTION employees_memory_partition_drop(owner text, owner_id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    -- The owner's memories were deleted with it (Django cascades before the owner's row
-    -- goes). A partition still in use by this session stays, empty, and is reused by id.
-    EXECUTE format('DROP TABLE IF EXISTS %I', '{PARENT}_' || left(owner, 1) || owner_id);
-EXCEPTION WHEN object_in_use THEN
-    NULL;
+    EXECUTE format('CREATE TABLE %I (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                   'INCLUDING STORAGE INCLUDING COMPRESSION)', leaf);
+    EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%s)',
+                   CASE owner WHEN 'employee' THEN '{PARENT}' ELSE '{SHARED}' END,
+                   leaf, owner_id);
 END $$;
 
 CREATE FUNCTION employees_memory_partition_follow_owner() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM employees_memory_partition_create(TG_ARGV[0], NEW.id);
-    ELSE
-        PERFORM employees_memory_partition_drop(TG_ARGV[0], OLD.id);
-    END IF;
+    PERFORM employees_memory_partition_create(TG_ARGV[0], NEW.id);
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER memory_partition_follows_employee AFTER INSERT OR DELETE ON employees_employee
+CREATE TRIGGER memory_partition_follows_employee AFTER INSERT ON employees_employee
     FOR EACH ROW EXECUTE FUNCTION employees_memory_partition_follow_owner('employee');
-CREATE TRIGGER memory_partition_follows_team AFTER INSERT OR DELETE ON employees_team
+CREATE TRIGGER memory_partition_follows_team AFTER INSERT ON employees_team
     FOR EACH ROW EXECUTE FUNCTION employees_memory_partition_follow_owner('team');
 """
 
@@ -116,14 +109,13 @@ _DROP_PARTITION_FUNCTIONS = """
 DROP TRIGGER memory_partition_follows_employee ON employees_employee;
 DROP TRIGGER memory_partition_follows_team ON employees_team;
 DROP FUNCTION employees_memory_partition_follow_owner();
-DROP FUNCTION employees_memory_partition_drop(text, bigint);
 DROP FUNCTION employees_memory_partition_create(text, bigint);
 """
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("employees", "0004_memory_pending_embedding_index"),
+        ("employees", "0005_memory_foreign_keys_in_django_only"),
     ]
 
     operations = [

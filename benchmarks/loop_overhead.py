@@ -228,7 +228,10 @@ def reset_memory(employee) -> None:
     """Each run starts from the same memory: an employee that remembers MEMORIES things, so
     every task recalls, as in production. (Episodes of earlier runs would pile up and make each
     run's recall a little slower than the last.) The queue of embedding jobs that no worker
-    serves here is emptied too."""
+    serves here is emptied too, and the employee's memory partition is vacuumed: the deleted
+    memories would otherwise stay in its HNSW graph (until autovacuum comes by), and every
+    recall would walk them."""
+    from django.db import connection
     from django_q.models import OrmQ
 
     from aiworkforce.audit import Actor
@@ -245,6 +248,8 @@ def reset_memory(employee) -> None:
             actor=actor,
             employee=employee,
         )
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) employees_memoryentry_e{int(employee.pk)}")
 
 
 def concurrent(count: int, workers: int) -> float:

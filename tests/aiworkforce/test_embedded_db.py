@@ -19,13 +19,13 @@ from tests.aiworkforce.helpers import clean_env, manage
 START = "from aiworkforce import embedded_db; print(embedded_db.ensure_running())"
 
 
-def _start(var_dir: Path) -> str:
+def _start(var_dir: Path, **env: str) -> str:
     import subprocess
     import sys
 
     result = subprocess.run(
         [sys.executable, "-c", START],
-        env=clean_env(AIW_VAR_DIR=str(var_dir)),
+        env=clean_env(AIW_VAR_DIR=str(var_dir), **env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,3 +95,24 @@ def test_parallel_first_starts_share_one_server(private_var):
         and "-D" in (p.info["cmdline"] or [])
     ]
     assert len(postmasters) == 1
+
+
+def _shared_buffers(socket_dir: str) -> str:
+    with _connect(socket_dir) as conn:
+        return conn.execute("SHOW shared_buffers").fetchone()[0]
+
+
+def test_a_new_server_sizes_its_shared_buffers_and_keeps_the_size(private_var):
+    from aiworkforce.embedded_db import shared_buffers_for_this_machine
+
+    socket_dir = _start(private_var)
+    assert _shared_buffers(socket_dir) == shared_buffers_for_this_machine()
+    manage("db", "stop", env={"AIW_VAR_DIR": str(private_var)})
+    assert _shared_buffers(_start(private_var)) == shared_buffers_for_this_machine()
+
+
+def test_a_server_that_cannot_start_with_its_size_goes_back_to_the_default(private_var):
+    # 500 GB of shared memory is more than this machine can map: the restart fails.
+    socket_dir = _start(private_var, EMBEDDED_DB_SHARED_BUFFERS="500GB")
+    assert _shared_buffers(socket_dir) == "128MB"
+    assert "shared_buffers" not in (private_var / "pgdata" / "postgresql.auto.conf").read_text()

@@ -217,14 +217,22 @@ def memories_still_visible(*, employee: Employee, ids) -> set[int]:
     it has left. Each half reads one partition."""
     if not ids:
         return set()
-    now = timezone.now()
     recallable = MemoryEntry.objects.filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now), live=True, pk__in=ids
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()), live=True, pk__in=ids
     )
-    own = recallable.filter(employee_id=employee.pk)
-    team = recallable.filter(employee__isnull=True, team_id=employee.team_id)
-    own, team = (qs.order_by().values_list("pk", flat=True) for qs in (own, team))
+    own, team = (
+        qs.order_by().values_list("pk", flat=True) for qs in _readable(employee, recallable)
+    )
     return set(own.union(team, all=True).order_by())
+
+
+def _readable(employee: Employee, memories=MemoryEntry.objects) -> tuple:
+    """The employee's own memories and its team's, as two querysets: each reads one partition
+    (one OR of both would read every team's partition)."""
+    return (
+        memories.filter(employee_id=employee.pk),
+        memories.filter(employee__isnull=True, team_id=employee.team_id),
+    )
 
 
 def memory_update(
@@ -393,7 +401,7 @@ class Recalled:
 # The inner query walks the HNSW index in distance order, filtering as it goes; with iterative
 # scans it keeps walking until k rows pass the filter. "relaxed_order" may return them slightly
 # out of order, so the outer query sorts the k rows again (pgvector's documented pattern).
-# One branch per partition the employee may read (its own, its team's: see migration 0005);
+# One branch per partition the employee may read (its own, its team's: see migration 0006);
 # each walks that partition's HNSW graph for its k nearest, and the k nearest of both win.
 # The `employee_id IS NULL` is what prunes the second branch to the team's partition.
 _RECALL_BRANCH = """
@@ -457,9 +465,8 @@ def memory_recall(
 
 
 def _has_memories(employee: Employee) -> bool:
-    own = MemoryEntry.objects.filter(employee_id=employee.pk)
-    team = MemoryEntry.objects.filter(employee__isnull=True, team_id=employee.team_id)
-    return own.exists() or team.exists()  # each reads one partition
+    own, team = _readable(employee)
+    return own.exists() or team.exists()
 
 
 def _json(value) -> dict:

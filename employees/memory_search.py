@@ -72,7 +72,7 @@ class MemoryOwner:
     def filter(self) -> Q:
         if self.employee:
             return Q(scope=MemoryScope.EMPLOYEE, employee=self.employee)
-        # employee IS NULL lets PostgreSQL read the team's partition alone (migration 0005).
+        # employee IS NULL lets PostgreSQL read the team's partition alone (migration 0006).
         return Q(scope=MemoryScope.TEAM, employee__isnull=True, team=self.team)
 
 

@@ -451,7 +451,7 @@ class KnowledgeDocument(models.Model):
         return int(100 * self.chunks_done / self.chunks_total) if self.chunks_total else 0
 
 
-# The memory table is partitioned by owner (migration 0005): a partition, and an HNSW graph,
+# The memory table is partitioned by owner (migration 0006): a partition, and an HNSW graph,
 # per employee and per team. Its foreign keys are kept by Django only (db_constraint=False):
 # in the database they would make attaching a new owner's partition lock every table they
 # point to (tasks, employees, users) until the hiring transaction commits.

@@ -17,14 +17,14 @@ PARENT = "employees_memoryentry"
 SHARED = "employees_memoryentry_shared"
 
 _ENSURE_SQL = """
-SELECT count(*) FILTER (WHERE to_regclass(leaf) IS NULL),
-       count(employees_memory_partition_create(owner, id)) FILTER (WHERE to_regclass(leaf) IS NULL)
+SELECT employees_memory_partition_create(owner, id)
 FROM (
     SELECT 'employee' AS owner, id, 'employees_memoryentry_e' || id AS leaf
     FROM employees_employee
     UNION ALL
     SELECT 'team', id, 'employees_memoryentry_t' || id FROM employees_team
 ) owners
+WHERE to_regclass(leaf) IS NULL
 """
 
 # Partitions whose owner is gone. Their names are the catalog's, matched to a strict pattern.
@@ -43,8 +43,7 @@ def memory_partitions_ensure() -> int:
     """Make the partition of every employee and team that lacks one; returns how many."""
     with connection.cursor() as cursor:
         cursor.execute(_ENSURE_SQL)
-        missing, _ = cursor.fetchone()
-    return missing
+        return cursor.rowcount
 
 
 def memory_partitions_drop_orphaned(*, lock_timeout: str = "1s") -> int:

@@ -20,6 +20,7 @@ from employees.memory import (
     check_embedding_dimensions,
     forget_cached_dimensions,
     memories_delete,
+    memories_embed_pending,
     memories_expire,
     memory_recall,
     memory_remember,
@@ -44,6 +45,19 @@ def recalled_texts(employee, query, k=5):
 
 
 # --- scope ---------------------------------------------------------------------------------------
+
+
+def test_a_remote_embedder_is_not_asked_for_an_employee_without_memories(
+    model_server, settings, system_actor
+):
+    settings.MEMORY_EMBEDDING_MODEL = "text-embedding-3-small"
+    ava = EmployeeFactory()
+    assert recalled_texts(ava, "Anything about Acme?") == []
+    assert model_server.requests == []
+    remember(system_actor, "Acme wants invoices by email.", team=ava.team)
+    memories_embed_pending()
+    assert recalled_texts(ava, "Acme invoices") == ["Acme wants invoices by email."]
+    assert [r["path"] for r in model_server.requests] == ["/v1/embeddings"] * 2
 
 
 def test_still_visible_means_not_deleted_and_the_employees_or_its_current_teams(system_actor):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import time
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -230,6 +231,23 @@ def _convert(field, value):
     return value
 
 
+CLAIM_ATTEMPTS = 6  # about 0.3 s of retries in all
+
+
+def _waiting_to_run(task_id: int) -> bool:
+    """The claim's condition, read without a lock."""
+    now = timezone.now()
+    return (
+        Task.objects.filter(pk=task_id)
+        .filter(
+            Q(status=TaskStatus.QUEUED, due_at__isnull=True)
+            | Q(status=TaskStatus.QUEUED, due_at__lte=now)
+            | Q(status=TaskStatus.RUNNING, lease_expires_at__lt=now)
+        )
+        .exists()
+    )
+
+
 def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | None:
     """Take a queued task (or one whose worker's lease expired) for this worker, or None."""
     audit_sql, audit_params = audit_insert_sql(
@@ -240,18 +258,19 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         when="EXISTS (SELECT 1 FROM claimed)",
         named="audit",
     )
-    # One autocommitted statement: the claim, the new run and the audit entry commit together.
-    with loop_cursor() as cursor:
-        cursor.execute(
-            _claim_sql().replace("{audit}", audit_sql),
-            {
-                "task": task_id,
-                "worker": worker,
-                "lease": settings.TASK_LEASE_SECONDS,
-                **audit_params,
-            },
-        )
-        row = cursor.fetchone()
+    params = {"task": task_id, "worker": worker, "lease": settings.TASK_LEASE_SECONDS}
+    for attempt in range(CLAIM_ATTEMPTS):
+        # One autocommitted statement: the claim, the new run and the audit entry commit
+        # together.
+        with loop_cursor() as cursor:
+            cursor.execute(_claim_sql().replace("{audit}", audit_sql), {**params, **audit_params})
+            row = cursor.fetchone()
+        # SKIP LOCKED also skips a row locked for a moment by something else than a claim: a
+        # delegated child reserving from this (root) task's budget. Try again while the task
+        # still waits to run; once another worker has it, it no longer does.
+        if row is not None or not _waiting_to_run(task_id):
+            break
+        time.sleep(0.02 * (attempt + 1))
     if row is None:
         return None
     run_id, number, started_at, old_status, old_owner, old_reserved = row[:6]

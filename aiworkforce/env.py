@@ -1,7 +1,9 @@
 """Strict readers of environment variables.
 
 Every reader raises ImproperlyConfigured naming the variable when a value is malformed, so a
-typo in production stops start-up instead of silently falling back to a default.
+typo in production stops start-up instead of silently falling back to a default. An empty (or
+blank) value means "not set" for every type: `SESSION_COOKIE_SECURE=` left in an env file keeps
+the secure default, it does not read as false.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _raw(name: str) -> str | None:
-    value = os.environ.get(name)
-    return None if value is None else value.strip()
+    """The variable's value, stripped; None when it is unset or blank (so the default applies)."""
+    value = (os.environ.get(name) or "").strip()
+    return value or None
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
     value = _raw(name)
-    return default if value is None or value == "" else value
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -41,7 +44,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = _raw(name)
-    if value is None or value == "":
+    if value is None:
         return default
     try:
         number = int(value)
@@ -123,3 +126,20 @@ def env_json_retention(name: str, default: dict[str, int]) -> dict[str, int]:
             f'{name} must be JSON like {{"episode": 90}} (days per memory kind): {message}'
         ) from None
     return table
+
+
+def env_json_capabilities(name: str) -> dict[str, dict]:
+    """Per-model overrides of the model capability table: {"my-model": {"context_window": 32768}}."""
+    from aiworkforce.llm.capabilities import parse_capabilities
+
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        return parse_capabilities(json.loads(value))
+    except ValueError as exc:
+        reason = "it is not JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ImproperlyConfigured(
+            f'{name} must be JSON like {{"my-model": {{"context_window": 32768, '
+            f'"max_output": 4096, "reasoning": false}}}}: {reason}.'
+        ) from None

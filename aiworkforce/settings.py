@@ -15,6 +15,7 @@ from aiworkforce.env import (
     env_choice,
     env_decimal,
     env_int,
+    env_json_capabilities,
     env_json_prices,
     env_json_retention,
     env_list,
@@ -26,6 +27,14 @@ VAR_DIR = embedded_db.VAR_DIR
 TESTING = "pytest" in sys.modules or os.environ.get("AIW_TESTING") == "1"
 
 # Development is the default for a checkout; production sets DEBUG=false and a SECRET_KEY.
+# A blank value means the default for every other variable; for DEBUG that default would turn
+# a production env file's `DEBUG=` into development mode (debug pages, no HTTPS hardening), so
+# a blank DEBUG is refused instead.
+if os.environ.get("DEBUG", "unset").strip() == "":
+    raise ImproperlyConfigured(
+        "DEBUG is set but empty: set DEBUG=false in production or DEBUG=true for development "
+        "(or leave it unset for development)."
+    )
 DEBUG = env_bool("DEBUG", default=True)
 
 SECRET_KEY = env_str("SECRET_KEY")
@@ -65,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "aiworkforce.middleware.HtmxLoginRedirectMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # A NUL in any form field or query parameter: a 400 saying so, not a DataError 500.
+    "aiworkforce.middleware.RefuseUnstorableInputMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -229,6 +240,17 @@ if EMAIL_BACKEND_PATH == "django.core.mail.backends.smtp.EmailBackend":
 MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH, "OPTIONS": _mail_options}}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "AI Workforce <workforce@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The outbox (tasks/outbox.py): attempts per email before it is given up and the task's
+# managers are told; the wait after attempt n is OUTBOX_BACKOFF_SECONDS x 2^(n-1) (at most an
+# hour); an attempt not finished after OUTBOX_SENDING_TIMEOUT_SECONDS is taken for dead.
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 5, minimum=1)
+OUTBOX_BACKOFF_SECONDS = env_int("OUTBOX_BACKOFF_SECONDS", 60, minimum=1)
+OUTBOX_SENDING_TIMEOUT_SECONDS = env_int("OUTBOX_SENDING_TIMEOUT_SECONDS", 300, minimum=1)
+if _mail_options.get("timeout", 0) >= OUTBOX_SENDING_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "OUTBOX_SENDING_TIMEOUT_SECONDS must be greater than EMAIL_TIMEOUT, or an attempt still "
+        "waiting for the mail server is sent again."
+    )
 
 # --- The model provider -----------------------------------------------------------------------
 # Read by the provider layer; without a key the offline engine runs.
@@ -243,6 +265,14 @@ DEFAULT_PRICE_PER_MTOK_OUT = env_decimal("DEFAULT_PRICE_PER_MTOK_OUT", "4.00")
 MODEL_PRICES = env_json_prices("MODEL_PRICES")  # merged over aiworkforce.llm.pricing.KNOWN_PRICES
 LLM_TIMEOUT_SECONDS = env_int("LLM_TIMEOUT_SECONDS", 60, minimum=1)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 3, minimum=0)
+# Per-model context window, output limit and accepted parameters, merged over
+# aiworkforce.llm.capabilities.KNOWN_MODELS ("*": models the table does not know).
+MODEL_CAPABILITIES = env_json_capabilities("MODEL_CAPABILITIES")
+# How the output limit is named: auto = max_completion_tokens for OpenAI and Azure OpenAI,
+# max_tokens for other endpoints (Ollama, vLLM, llama.cpp may ignore the new name).
+OPENAI_TOKEN_PARAMETER = env_choice(
+    "OPENAI_TOKEN_PARAMETER", "auto", {"auto", "max_completion_tokens", "max_tokens"}
+)
 
 # --- The agent loop ---------------------------------------------------------------------------
 MAX_STEPS_PER_TASK = env_int("MAX_STEPS_PER_TASK", 25, minimum=1)  # model calls per task

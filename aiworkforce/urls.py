@@ -1,17 +1,17 @@
 """URL configuration."""
 
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from aiworkforce.views import healthz
+from aiworkforce.views import admin_login, healthz
 
 admin.site.site_header = "AI Workforce back office"
 admin.site.site_title = "AI Workforce"
 admin.site.index_title = "Run the workforce"
-# Sign in through allauth, so the admin gets the same login page and MFA as everything else.
-admin.site.login = login_required(admin.site.login)
+# The admin has no password form of its own: its login sends everyone through allauth (and
+# its MFA stage), so a password alone never signs anyone in (aiworkforce.views.admin_login).
+admin.site.login = admin_login
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="employees:directory", permanent=False)),

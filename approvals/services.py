@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
+from aiworkforce.storable import validate_storable
 from approvals.models import (
     ApprovalKind,
     ApprovalRequest,
@@ -121,6 +122,7 @@ def approval_decide(
     if edited_arguments is not None:
         if approval.kind != ApprovalKind.TOOL_CALL or decision != ApprovalStatus.APPROVED:
             raise ValidationError("Only an action being approved can be edited.")
+        validate_storable(edited_arguments, what="The edited arguments")
         tool = get_tool(approval.tool_name)
         problem = validate_arguments(tool, edited_arguments)
         if problem:

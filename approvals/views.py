@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from aiworkforce.http import HtmxHttpRequest
+from aiworkforce.storable import json_loads_bounded
 from approvals import selectors
 from approvals.forms import EmailEditForm, InboxFilterForm
 from approvals.models import ApprovalKind, ApprovalStatus
@@ -152,7 +153,7 @@ def approval_edit_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     else:
         text = request.POST.get("arguments", "")
         try:
-            edited = json.loads(text)
+            edited = json_loads_bounded(text)
         except ValueError as exc:
             error = f"The arguments are not valid JSON: {exc}"
             return _row(request, approval, editing=True, arguments_text=text, error=error)

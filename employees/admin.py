@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
+from aiworkforce.storable import storable_problem, validate_storable
 from employees import services
 from employees.models import (
     BriefVersion,
@@ -31,7 +32,29 @@ from tasks.tools import all_tools
 
 
 class PrettyJSONField(forms.JSONField):
-    """JSON shown indented, so an SOP or a scope can be read and edited by a person."""
+    """JSON shown indented, so an SOP or a scope can be read and edited by a person.
+
+    JSON escapes that decode to what PostgreSQL cannot store ("\\u0000", a lone "\\ud800") and
+    nesting too deep to parse are refused with a message instead of failing as a 500.
+    """
+
+    def to_python(self, value):
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            raise ValidationError(
+                "This JSON is nested too deeply to read.", code="invalid"
+            ) from None
+        validate_storable(converted, what="This JSON")
+        return converted
+
+    def bound_data(self, data, initial):
+        try:
+            value = super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
+        # Shown again as typed: re-encoding it would put a lone surrogate into the page.
+        return forms.fields.InvalidJSONInput(data) if storable_problem(value) else value
 
     def prepare_value(self, value):
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -55,10 +78,20 @@ class TeamMembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "parent", "member_count", "employee_count"]
+    list_display = [
+        "name",
+        "parent",
+        "member_count",
+        "employee_count",
+        "accepts_requests_from_other_teams",
+    ]
+    list_filter = ["accepts_requests_from_other_teams"]
     search_fields = ["name"]
     list_select_related = ["parent"]
     inlines = [TeamMembershipInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.team_save(team=obj, actor=_actor(request))
 
     def save_formset(self, request, form, formset, change: bool) -> None:
         actor = _actor(request)
@@ -226,7 +259,7 @@ class EmployeeAdmin(admin.ModelAdmin):
             {"fields": ["goals", "tone", "constraints", "success_criteria", "escalation_rules"]},
         ),
         ("Standard operating procedure", {"fields": ["sop"]}),
-        ("Model", {"fields": ["model_name", "model_base_url", "temperature"]}),
+        ("Model", {"fields": ["model_name", "model_base_url", "temperature", "context_window"]}),
         ("Working hours", {"fields": ["always_on", "timezone"]}),
         ("Budgets", {"fields": ["max_tokens_per_turn", "max_cost_per_task", "max_cost_per_day"]}),
         ("Memory", {"fields": ["memory_retention_days"]}),
@@ -331,6 +364,7 @@ class ToolGrantAdmin(admin.ModelAdmin):
             fields = ["employee", *ToolGrantForm.Meta.fields]
 
     form = Form
+    formfield_overrides = JSON_EDITOR
 
     def save_model(self, request, obj, form, change) -> None:
         services.tool_grant_save(grant=obj, actor=_actor(request))

@@ -44,6 +44,7 @@ from employees.models import (
     MemoryScope,
     Team,
 )
+from tasks.step_redaction import steps_redact_memories
 
 logger = logging.getLogger(__name__)
 
@@ -172,11 +173,24 @@ class Chunk:
     page: int | None = None  # PDF page, from 1
 
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+# An ATX heading's marker and the rest of its line. The closing "#"s are removed by
+# _heading_title, not by the pattern: a lazy title followed by optional trailing runs made a
+# long run of spaces cost quadratic time (a 16 kB line took 2.6 s, 256 kB about ten minutes).
+_HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(.+)")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
 # After a sentence's final mark (and a closing quote or bracket, which stays with it).
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"')\]])\s+")
+
+
+def _heading_title(rest: str) -> str:
+    """A heading's text without its closing sequence ("## Title ##" -> "Title"); linear."""
+    text = rest.rstrip(" \t")
+    unclosed = text.rstrip("#")
+    # A closing run counts only after a space and after some text: "# ##" is titled "##".
+    if len(unclosed) < len(text) and unclosed.endswith((" ", "\t")) and unclosed.strip(" \t"):
+        text = unclosed
+    return text.strip()
 
 
 def markdown_sections(text: str) -> Iterator[tuple[str, str]]:
@@ -203,7 +217,7 @@ def markdown_sections(text: str) -> Iterator[tuple[str, str]]:
             level = len(heading.group(1))
             while path and path[-1][0] >= level:
                 path.pop()
-            path.append((level, heading.group(2).strip()))
+            path.append((level, _heading_title(heading.group(2))))
         else:
             body.append(line)
     section = flush()
@@ -447,11 +461,13 @@ def documents_resume_stalled(*, quiet_for: timedelta, limit: int = 100) -> int:
 
 @transaction.atomic
 def document_delete(*, document: KnowledgeDocument, user, reason: str = "") -> int:
-    """Forget a document: its file and every chunk of it leave recall the moment this commits."""
+    """Forget a document: its file and every chunk of it leave recall the moment this commits,
+    and the chunks' text leaves the recorded steps of the tasks that recalled them."""
     locked = KnowledgeDocument.objects.select_for_update().filter(pk=document.pk).first()
     if locked is None:
         return 0
-    chunks = locked.chunks.count()
+    chunk_ids = list(locked.chunks.values_list("pk", flat=True))
+    chunks = len(chunk_ids)
     data = {
         "document": locked.pk,
         "title": locked.title,
@@ -462,6 +478,11 @@ def document_delete(*, document: KnowledgeDocument, user, reason: str = "") -> i
         "reason": reason[:200],
     }
     locked.delete()
+    steps_redact_memories(
+        memory_ids=chunk_ids,
+        employee_ids=[locked.employee_id] if locked.employee_id else [],
+        team_ids=[locked.team_id] if locked.team_id and not locked.employee_id else [],
+    )
     audit_log(action="knowledge.deleted", actor=Actor.for_user(user), subject=None, data=data)
     return chunks
 

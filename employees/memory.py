@@ -30,6 +30,7 @@ from pgvector import Vector
 from aiworkforce.audit import Actor, audit_log
 from employees.embeddings import get_embedder
 from employees.models import Employee, MemoryEntry, MemoryKind, MemoryScope, Team
+from tasks.step_redaction import steps_redact_memories
 
 logger = logging.getLogger(__name__)
 
@@ -282,11 +283,17 @@ def memory_update(
 
 @transaction.atomic
 def memories_delete(*, memories, user, reason: str = "") -> int:
-    """Forget these memories for good: they leave recall the moment this commits."""
+    """Forget these memories for good: they leave recall the moment this commits, and their
+    text leaves the recorded steps of the tasks that recalled them."""
     rows = list(memories.select_for_update().order_by("pk"))
     if not rows:
         return 0
     memories.filter(pk__in=[m.pk for m in rows]).delete()  # the owner's filter prunes
+    steps_redact_memories(
+        memory_ids=[m.pk for m in rows],
+        employee_ids={m.employee_id for m in rows if m.employee_id is not None},
+        team_ids={m.team_id for m in rows if m.employee_id is None},
+    )
     for memory in rows:
         audit_log(
             action="memory.deleted",

@@ -39,6 +39,12 @@ class Team(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams"
     )
+    accepts_requests_from_other_teams = models.BooleanField(
+        default=False,
+        help_text="AI employees of other teams may delegate requests to this team's manager "
+        "employees, which route them. Off: only this team, reporting lines and a delegate "
+        "grant's allow-list reach its employees.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -121,8 +127,9 @@ class Employee(models.Model):
     )
     is_manager = models.BooleanField(
         default=False,
-        help_text="A manager employee routes work: other teams' employees may delegate "
-        "requests into its team through it, and it decomposes them for its specialists.",
+        help_text="A manager employee routes work: it decomposes requests for its team's "
+        "specialists, and other teams' employees may delegate to it if its team accepts "
+        "requests from other teams.",
     )
     # The one role
     role_title = models.CharField(max_length=100)
@@ -162,7 +169,15 @@ class Employee(models.Model):
     max_tokens_per_turn = models.PositiveIntegerField(
         default=4000,
         validators=[MinValueValidator(1)],
-        help_text="Tokens one model call may produce.",
+        help_text="Tokens one model call may produce (its answer, reasoning included); the "
+        "prompt is bounded by the model's context window instead.",
+    )
+    context_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1024)],
+        help_text="Tokens the model can read in one call. Blank: the model's known window "
+        "(MODEL_CAPABILITIES). Longer prompts are made to fit (see the task page).",
     )
     max_cost_per_task = models.DecimalField(
         max_digits=10,

@@ -22,6 +22,7 @@ from employees.models import (
     Duty,
     Employee,
     EmployeeStatus,
+    Team,
     TeamMembership,
     ToolGrant,
     WorkingWindow,
@@ -272,6 +273,23 @@ def duty_delete(*, duty: Duty, actor: Actor) -> None:
     name = duty.name
     duty.delete()
     audit_log(action="duty.deleted", actor=actor, subject=employee, data={"duty": name})
+
+
+@transaction.atomic
+def team_save(*, team: Team, actor: Actor) -> Team:
+    """Create or edit a team; opening it to requests from other teams (or closing it) is audited."""
+    team.full_clean()
+    before = Team.objects.filter(pk=team.pk).values("accepts_requests_from_other_teams").first()
+    team.save()
+    accepts = team.accepts_requests_from_other_teams
+    if before is None or before["accepts_requests_from_other_teams"] != accepts:
+        audit_log(
+            action="team.created" if before is None else "team.updated",
+            actor=actor,
+            subject=team,
+            data={"accepts_requests_from_other_teams": accepts},
+        )
+    return team
 
 
 @transaction.atomic

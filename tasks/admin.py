@@ -199,7 +199,17 @@ class DailySpendAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(OutboxEmail)
 class OutboxEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "subject", "task", "status", "attempts", "created_at", "sent_at"]
+    list_display = [
+        "id",
+        "subject",
+        "task",
+        "status",
+        "attempts",
+        "last_attempt_at",
+        "next_attempt_at",
+        "created_at",
+        "sent_at",
+    ]
     list_filter = ["status"]
     list_select_related = ["task"]
     search_fields = ["subject", "message_id"]

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from aiworkforce.llm import price_for
+from aiworkforce.llm import model_info, price_for
 from aiworkforce.llm.pricing import MILLION
 from employees.models import EmployeeStatus
 from tasks.models import DailySpend, Task, TaskStatus
-from tasks.steps import Carry, loop_cursor, named_ctes, parts_write
+from tasks.steps import Carry, loop_cursor, named_ctes
 
 ACTING = (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW)
+# The money columns' precision: a reservation is rounded up to it, so what is added to a
+# column is exactly what is later taken off it (no $0.000001 left reserved per call).
+MONEY_PLACES = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class Reservation:
 
 @dataclass(frozen=True)
 class BudgetRefusal:
-    scope: str  # "turn", "task", "day" or "request" (the root of a delegated task's tree)
+    # "task", "day" or "request" (the root of a delegated task's tree); "turn" only in raise
+    # requests made before the per-turn ceiling limited a call's output alone.
+    scope: str
     current: str
     needed: str
     message: str
@@ -69,21 +74,49 @@ class Plan:
         return Reservation(amount=self.amount, day=self.day, max_tokens=self.max_tokens)
 
 
-def budget_plan(*, task: Task, model: str, prompt_tokens: int, worker: str) -> Plan | BudgetRefusal:
-    """The worst case of one call: the prompt estimate plus every token it may produce."""
+@dataclass(frozen=True)
+class CallLimits:
+    """One model call's room: the model's context window, and the tokens it may produce."""
+
+    window: int
+    output_tokens: int
+
+
+def call_limits(*, task: Task, model: str) -> CallLimits:
+    """The window (the employee's setting, else the model's) and the per-turn output ceiling."""
+    info = model_info(model)
+    window = task.employee.context_window or info.context_window
+    # The answer never takes more than half the window: the rest is for the prompt.
+    output = max(1, min(_turn_limit(task), info.max_output, window // 2))
+    return CallLimits(window=window, output_tokens=output)
+
+
+def prompt_token_ceiling(messages: list[dict], tools_bytes: int, window: int) -> int:
+    """The most prompt tokens one call can be billed for.
+
+    Byte-level tokenizers never make a token of less than one byte, and an endpoint refuses a
+    prompt longer than its window: so the smaller of the two bounds the bill whatever the
+    language (a Japanese e-mail has about one token per character, not per three).
+    """
+    size = tools_bytes
+    for message in messages:
+        size += len((message.get("content") or "").encode()) + 8
+        for call in message.get("tool_calls", ()):
+            function = call["function"]
+            size += len(function["name"]) + len((function.get("arguments") or "").encode()) + 16
+    return min(size, window)
+
+
+def budget_plan(
+    *, task: Task, model: str, prompt_tokens: int, output_tokens: int, worker: str
+) -> Plan:
+    """The worst case of one call: every prompt token it may be billed for, and every output
+    token (reasoning included) it may produce, rounded up to the cent's ten-thousandth."""
     employee = task.employee
-    turn_limit = _turn_limit(task)
-    max_tokens = min(turn_limit - prompt_tokens, 4096)
-    if max_tokens < 64:
-        return BudgetRefusal(
-            "turn",
-            str(turn_limit),
-            str(prompt_tokens + 1024),
-            f"The next model call needs about {prompt_tokens} prompt tokens, over the per-turn "
-            f"budget of {turn_limit} tokens.",
-        )
     price_in, price_out, _ = price_for(model)
-    amount = (price_in * prompt_tokens + price_out * max_tokens) / MILLION
+    amount = ((price_in * prompt_tokens + price_out * output_tokens) / MILLION).quantize(
+        MONEY_PLACES, rounding=ROUND_CEILING
+    )
     day = timezone.localdate(timezone=employee.tzinfo)
     params = {
         "rsv_task": task.pk,
@@ -96,11 +129,17 @@ def budget_plan(*, task: Task, model: str, prompt_tokens: int, worker: str) -> P
         "rsv_lease": timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS),
         "rsv_root": task.root_id,
     }
-    return Plan(amount=amount, day=day, max_tokens=max_tokens, params=params)
+    return Plan(amount=amount, day=day, max_tokens=output_tokens, params=params)
 
 
 def budget_reserve(
-    *, task: Task, model: str, prompt_tokens: int, worker: str, carry: Carry | None = None
+    *,
+    task: Task,
+    model: str,
+    prompt_tokens: int,
+    output_tokens: int,
+    worker: str,
+    carry: Carry | None = None,
 ) -> Reservation | BudgetRefusal | NotOurs:
     """Reserve one call's worst case now, or say why not.
 
@@ -108,11 +147,13 @@ def budget_reserve(
     it is written by the same statement, under its own condition, whatever the reservation's
     outcome, and gets its id (None when its condition was false).
     """
-    plan = budget_plan(task=task, model=model, prompt_tokens=prompt_tokens, worker=worker)
-    if isinstance(plan, BudgetRefusal):
-        if carry is not None:
-            parts_write(*carry)
-        return plan
+    plan = budget_plan(
+        task=task,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        worker=worker,
+    )
     for attempt in range(2):
         with loop_cursor() as cursor:
             if carry is not None:
@@ -137,12 +178,13 @@ def budget_reserve(
                     plan.params,
                 )
                 reserved = cursor.fetchone()[0]
-            if reserved:
-                return plan.reservation()
-        # The first call of a day finds no spend row: create it, then try once more.
-        created = DailySpend.objects.get_or_create(employee=task.employee, day=plan.day)[1]
-        if attempt == 0 and not created:
-            break
+            if reserved or attempt:
+                break
+        # The first call of a day finds no spend row: make sure it exists, then try once more.
+        # Whether this run created it or a parallel run did a moment ago makes no difference.
+        DailySpend.objects.get_or_create(employee=task.employee, day=plan.day)
+    if reserved:
+        return plan.reservation()
     return _why_not(task, worker, plan.amount, plan.params["rsv_task_limit"], plan.day)
 
 
@@ -174,7 +216,7 @@ rsv_task AS (
     RETURNING 1
 ), rsv_reserved AS (
     UPDATE tasks_task SET reserved_cost = reserved_cost + %(rsv_amount)s,
-        lease_expires_at = %(rsv_lease)s
+        reserved_day = %(rsv_day)s, lease_expires_at = %(rsv_lease)s
     WHERE id = %(rsv_task)s AND EXISTS (SELECT 1 FROM rsv_day)
     RETURNING 1
 ), rsv_root_reserved AS (

@@ -7,8 +7,9 @@ parent, whose loop turns the child's outcome into the result of that call (data,
 tool result). A wait past its deadline is escalated to a person by the periodic `run_due`.
 
 Safety: a depth limit, a fan-out limit, no cycles (A → B → A), only along collaboration
-lines, and each child runs as its own employee with its own grants, approvals and budgets;
-its spend also counts against the root request's ceiling (tasks.budget).
+lines (another team is reached through its manager employees, and only if that team accepts
+requests from other teams), and each child runs as its own employee with its own grants,
+approvals and budgets; its spend also counts against the root request's ceiling (tasks.budget).
 """
 
 from __future__ import annotations
@@ -48,12 +49,24 @@ def collaboration_line(source: Employee, target: Employee, scope: dict | None = 
         return "you report to them"
     if target.handle in (scope or {}).get("allowed_handles", []):
         return "allow-list"
-    if target.is_manager:
+    if target.is_manager and target.team.accepts_requests_from_other_teams:
         return f"manager employee of {target.team.name}"
     return ""
 
 
 def _outside_lines_message(source: Employee, target: Employee) -> str:
+    team = target.team
+    if not team.accepts_requests_from_other_teams:
+        who = (
+            f"@{target.handle} is a manager employee of the team '{team.name}'"
+            if target.is_manager
+            else f"@{target.handle} is in the team '{team.name}', outside your collaboration lines"
+        )
+        return (
+            f"{who}, and '{team.name}' does not accept requests from other teams. A manager "
+            f"of '{team.name}' can allow them (the team's 'Accepts requests from other teams' "
+            "in the back office); until then, ask a person instead (escalate_to_human)."
+        )
     managers = list(
         Employee.objects.filter(
             team=target.team_id,
@@ -369,7 +382,7 @@ def collaborators(employee: Employee, scope: dict | None = None) -> list[tuple[E
             | Q(reports_to=employee.pk)
             | Q(pk=employee.reports_to_id)
             | Q(handle__in=scope.get("allowed_handles", []))
-            | Q(is_manager=True),
+            | Q(is_manager=True, team__accepts_requests_from_other_teams=True),
             status__in=[EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW, EmployeeStatus.PAUSED],
         )
         .exclude(pk=employee.pk)
@@ -387,12 +400,19 @@ def collaborators(employee: Employee, scope: dict | None = None) -> list[tuple[E
 # --- the tree, for people -----------------------------------------------------------------------
 
 
+OTHER_TEAMS_EMPLOYEE = "another team's employee"
+
+
 @dataclass
 class TreeNode:
     task: Task
     level: int
     visible: bool
     relation: str  # "this", "parent", "sibling", "child", or "" for further relatives
+    # What the page may show of it: a task of a team the person is not in keeps its status,
+    # but not its title, nor who works on it.
+    who: str = ""
+    title: str = ""
 
 
 def task_tree(task: Task, *, visible_ids: set[int] | None = None) -> list[TreeNode]:
@@ -424,7 +444,10 @@ def task_tree(task: Task, *, visible_ids: set[int] | None = None) -> list[TreeNo
     def walk(parent_id: int | None, level: int) -> None:
         for item in by_parent.get(parent_id, []):
             visible = visible_ids is None or item.pk in visible_ids
-            nodes.append(TreeNode(item, level, visible, relation(item)))
+            who, title = (
+                (f"@{item.employee.handle}", item.title) if visible else (OTHER_TEAMS_EMPLOYEE, "")
+            )
+            nodes.append(TreeNode(item, level, visible, relation(item), who, title))
             walk(item.pk, level + 1)
 
     walk(None, 0)

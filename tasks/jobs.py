@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
-from tasks.models import OutboxEmail, OutboxStatus
+from tasks.outbox import outbox_deliver, outbox_notify_managers, outbox_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +30,8 @@ def run_task(task_id: int) -> str | int | None:
 
 def run_due() -> dict[str, int]:
     """One batch pass: due duties, expired approvals, late delegations, runnable tasks, dead
-    workers' leases, memories past their retention, documents whose reading job was lost."""
+    workers' leases, memories past their retention, documents whose reading job was lost, and
+    outbox emails to try again."""
     from django.conf import settings
 
     from approvals.services import approvals_expire_due
@@ -52,6 +50,7 @@ def run_due() -> dict[str, int]:
         dispatched = tasks_dispatch_waiting()
     with transaction.atomic():
         reclaimed = tasks_reclaim_expired()
+    outbox = outbox_sweep()  # its own statements; may wait on the mail server, so not sooner
     return {
         "duty_tasks": created,
         "expired_approvals": expired,
@@ -65,6 +64,9 @@ def run_due() -> dict[str, int]:
             quiet_for=timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
         ),
         "dropped_memory_partitions": memory_partitions_drop_orphaned(),
+        "emails_sent": outbox["sent"],
+        "emails_retrying": outbox["retry"],
+        "emails_failed": outbox["failed"],
     }
 
 
@@ -82,28 +84,11 @@ def _embed_pending_memories() -> int:
 
 
 def deliver_email(outbox_id: int) -> str:
-    """Send one outbox email; a row already sent or being sent is never sent again."""
-    claimed = OutboxEmail.objects.filter(pk=outbox_id, status=OutboxStatus.PENDING).update(
-        status=OutboxStatus.SENDING, attempts=F("attempts") + 1
-    )
-    if not claimed:
-        return "already handled"
-    email = OutboxEmail.objects.get(pk=outbox_id)
-    message = EmailMessage(
-        subject=email.subject,
-        body=email.body,
-        to=email.to,
-        headers={"Message-ID": email.message_id},
-    )
-    try:
-        message.send()
-    except Exception as exc:
-        logger.warning("email %s failed: %s", outbox_id, exc)
-        # Back to pending for a later attempt, up to three, then failed for a person to see.
-        status = OutboxStatus.FAILED if email.attempts >= 3 else OutboxStatus.PENDING
-        OutboxEmail.objects.filter(pk=outbox_id).update(status=status, error=str(exc)[:2000])
-        raise
-    OutboxEmail.objects.filter(pk=outbox_id).update(
-        status=OutboxStatus.SENT, sent_at=timezone.now()
-    )
-    return "sent"
+    """The first attempt at one outbox email; a row already sent or being sent is left alone
+    (the run_due sweep makes the later attempts)."""
+    return outbox_deliver(outbox_id=outbox_id)
+
+
+def notify_outbox_failed(outbox_id: int) -> str:
+    """Tell the task's managers, once, that one of its emails was given up."""
+    return outbox_notify_managers(outbox_id=outbox_id)

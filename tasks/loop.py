@@ -12,13 +12,14 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, redact
-from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, estimate_tokens, provider_for
+from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, provider_for
 from employees.embeddings import EmbeddingError
 from employees.memory import memories_still_visible, memory_recall, request_embedding
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
@@ -30,6 +31,7 @@ from tasks.context import (
     recall_tool_memories,
     system_prompt,
 )
+from tasks.context_window import ContextTooSmall, Fitted, fit_to_window
 from tasks.episodes import episode_part
 from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
 from tasks.steps import (
@@ -86,9 +88,10 @@ class LoopState:
 
 
 def run_task(
-    task_id: int, *, worker: str = services.WORKER_ID, on_step: StepCallback | None = None
+    task_id: int, *, worker: str | None = None, on_step: StepCallback | None = None
 ) -> str | None:
     """Run one task until it finishes or parks. Returns its status, or None if not claimed."""
+    worker = worker or services.worker_id()
     claimed = services.task_claim(task_id=task_id, worker=worker)
     if claimed is None:
         return None
@@ -145,7 +148,8 @@ def _loop(state: LoopState) -> None:
     provider = provider_for(task)
     tool_names = [name for name in state.grants if _tool_or_none(name)]
     tools = [get_tool(name).schema_for_model() for name in tool_names]
-    tools_chars = len(json.dumps(tools))
+    tools_json = json.dumps(tools)
+    tools_chars, tools_bytes = len(tools_json), len(tools_json.encode())
     state.memories = _memories_for(state)
     if getattr(provider, "offline", False):
         provider.memories = state.memories  # the offline engine applies lessons literally
@@ -167,7 +171,9 @@ def _loop(state: LoopState) -> None:
             _escalate_loop(
                 state, f"It used its {settings.MAX_STEPS_PER_TASK} model calls without finishing."
             )
-        completion = _call_model(state, provider, transcript.messages, tools, tools_chars)
+        completion = _call_model(
+            state, provider, transcript.messages, tools, (tools_chars, tools_bytes)
+        )
         if not completion.tool_calls:
             return
 
@@ -285,7 +291,11 @@ def _stop(state: LoopState) -> None:
         .first()
     )
     if row is None or row["status"] != TaskStatus.RUNNING or row["lease_owner"] != state.worker:
-        raise Parked  # cancelled, or reclaimed by another worker: write nothing more
+        # Cancelled (or finished by a person), or reclaimed by another worker: write nothing
+        # more, and report what the task is now, so this run is not left looking parked.
+        if row is not None:
+            state.outcome = row["status"]
+        raise Parked
     _check_employee(state, row["employee__status"])
     raise Parked
 
@@ -327,14 +337,19 @@ def _park_with(state: LoopState, status: str, reason: str, write) -> None:
 
 
 def _call_model(
-    state: LoopState, provider, messages: list[dict], tools: list[dict], tools_chars: int
+    state: LoopState, provider, messages: list[dict], tools: list[dict], tools_size: tuple[int, int]
 ):
     task = state.task
+    tools_chars, tools_bytes = tools_size
+    limits = budget.call_limits(task=task, model=provider.model)
+    fitted = _fit_prompt(state, provider, messages, limits, tools_chars)
+    messages = fitted.messages
     carried = state.held
     reservation = budget.budget_reserve(
         task=task,
         model=provider.model,
-        prompt_tokens=estimate_tokens(messages, tools_chars),
+        prompt_tokens=budget.prompt_token_ceiling(messages, tools_bytes, limits.window),
+        output_tokens=limits.output_tokens,
         worker=state.worker,
         carry=carried,
     )
@@ -360,9 +375,10 @@ def _call_model(
             temperature=float(task.employee.temperature),
         )
     except ModelUnavailable as exc:
-        with transaction.atomic():
-            budget.budget_release(task=task, reservation=reservation)
-            _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
+        # Released first, on its own: if the task was cancelled meanwhile, the guarded step
+        # below stops the loop, and the reservation must not be rolled back with it.
+        budget.budget_release(task=task, reservation=reservation)
+        _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
         _park(state, TaskStatus.MODEL_UNAVAILABLE, str(exc))
     except BaseException:
         budget.budget_release(task=task, reservation=reservation)
@@ -375,6 +391,8 @@ def _call_model(
         "warnings": completion.warnings,
         "reserved": str(reservation.amount),
     }
+    if fitted.changed:
+        llm_payload["context"] = fitted.report()
     if state.recall_unrecorded:
         if state.memories:  # a resumed task without them recalls nothing either
             llm_payload["recalled"] = state.memories
@@ -415,6 +433,24 @@ def _call_model(
     return completion
 
 
+def _fit_prompt(
+    state: LoopState, provider, messages: list[dict], limits: budget.CallLimits, tools_chars: int
+) -> Fitted:
+    """The prompt made to fit the model's window (see tasks.context_window for the policy)."""
+    if getattr(provider, "offline", False):
+        return Fitted(messages=messages, window=limits.window)  # it reads every message
+    try:
+        return fit_to_window(
+            messages,
+            window=limits.window,
+            output_tokens=limits.output_tokens,
+            tools_chars=tools_chars,
+        )
+    except ContextTooSmall as exc:
+        _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
+        _park(state, TaskStatus.FAILED, str(exc))
+
+
 def _own_call_ids(state: LoopState, completion) -> None:
     """Tool calls are matched to their results by id: never trust an empty or repeated one."""
     seen = {
@@ -446,6 +482,8 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
     Both steps record the same model response and nothing happens between them, so they
     commit together, and only if the task is still this worker's.
     """
+    if completion.refusal:
+        _escalate_refusal(state, completion, llm_payload, numbers, reservation)
     result = (completion.content or "").strip() or "(no summary)"
     if completion.offline and not result.startswith(OFFLINE_LABEL):
         result = f"{OFFLINE_LABEL} {result}"
@@ -849,6 +887,54 @@ def _escalate_loop(state: LoopState, why: str) -> None:
         _record(state, StepKind.ESCALATION, {"escalation_id": escalation.pk, "summary": why})
 
     _park_with(state, TaskStatus.WAITING_ESCALATION, f"Loop breaker: {why}", ask)
+
+
+def _escalate_refusal(
+    state: LoopState, completion, llm_payload: dict, numbers: dict, reservation
+) -> NoReturn:
+    """The model declined: its refusal is recorded as its answer and a person decides.
+
+    The model step (with its settlement), the escalation and the parking commit together.
+    """
+    from approvals.services import escalation_create
+
+    refusal = completion.refusal.strip()
+    task = state.task
+    settle = settle_parts(
+        task=task,
+        reserved=reservation.amount,
+        cost=completion.cost,
+        tokens_in=completion.prompt_tokens,
+        tokens_out=completion.completion_tokens,
+        day=reservation.day,
+    )
+
+    def ask() -> None:
+        payload = {**llm_payload, "refusal": refusal}
+        _record(state, StepKind.LLM_CALL, payload, after=settle, **numbers)
+        escalation = escalation_create(
+            task=task,
+            summary=f"{task.employee.name} declined the task: {refusal}",
+            evidence=[refusal],
+            options=["Let it continue", "Stop the task"],
+            recommendation="",
+        )
+        why = f"the model declined: {refusal}"
+        _record(state, StepKind.ESCALATION, {"escalation_id": escalation.pk, "summary": why})
+
+    try:
+        _park_with(state, TaskStatus.WAITING_ESCALATION, f"The model declined: {refusal}", ask)
+    except Parked:
+        if state.outcome != TaskStatus.WAITING_ESCALATION:
+            # No longer ours, so nothing was recorded; the call still cost money.
+            budget.budget_settle(
+                task=task,
+                reservation=reservation,
+                actual=completion.cost,
+                tokens_in=completion.prompt_tokens,
+                tokens_out=completion.completion_tokens,
+            )
+        raise
 
 
 def _escalate_expired(state: LoopState, call_id: str, name: str, arguments: dict) -> None:

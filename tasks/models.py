@@ -88,6 +88,9 @@ class Task(models.Model):
     cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     # Money set aside for model calls in flight; settled to `cost` when each call returns.
     reserved_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    # The day (in the employee's time zone) whose spend row holds that reservation: a dead
+    # worker's reservation is settled there, not on the day it is found.
+    reserved_day = models.DateField(null=True, blank=True)
     # On a root task only: what the tasks delegated below it spent and have reserved, so their
     # cost counts against the root's ceiling (kept up to date by the budget statements).
     descendants_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
@@ -231,7 +234,8 @@ class OutboxStatus(models.TextChoices):
 
 
 class OutboxEmail(models.Model):
-    """An email an employee sent, delivered by a job; one row per tool call, so never twice."""
+    """An email an employee sent, delivered by a job and retried by the sweep (tasks/outbox.py);
+    one row per tool call, so it is sent at most once per successful SMTP transaction."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="emails")
     call_key = models.CharField(max_length=120, unique=True, help_text="task id + tool call id")
@@ -242,8 +246,17 @@ class OutboxEmail(models.Model):
         max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING, db_index=True
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Built from call_key, so every attempt carries the same one: a receiver can tell a retry
+    # after an unknown outcome (a worker died mid-send) from a new message.
     message_id = models.CharField(max_length=200)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True)  # the last attempt's
+    # A pending row is swept from this moment (NULL: at once); a sending row is given back to
+    # the sweep when its attempt is older than OUTBOX_SENDING_TIMEOUT_SECONDS.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    managers_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the task's managers were told it was given up."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

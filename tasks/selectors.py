@@ -6,6 +6,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from employees.models import TeamMembership
+from tasks.delegation import OTHER_TEAMS_EMPLOYEE, TreeNode, task_tree
 from tasks.models import Task
 
 
@@ -60,10 +61,21 @@ def task_memories(task: Task, steps: list) -> dict:
     }
 
 
-def task_tree_for(user, task: Task):
-    """The linked requests of a task (its whole tree), marking those the person may open."""
-    from tasks.delegation import task_tree
+def task_requester_for(user, task: Task) -> str:
+    """Who delegated the task, as the person may see it: a handle only within their teams."""
+    requester = task.requested_by_employee
+    if requester is None:
+        return ""
+    if (
+        user.is_superuser
+        or TeamMembership.objects.filter(user=user, team=requester.team_id).exists()
+    ):
+        return f"@{requester.handle}"
+    return OTHER_TEAMS_EMPLOYEE
 
+
+def task_tree_for(user, task: Task) -> list[TreeNode]:
+    """The linked requests of a task (its whole tree), marking those the person may open."""
     root_id = task.root_id or task.pk
     visible = set(
         tasks_visible_to(user).filter(Q(pk=root_id) | Q(root=root_id)).values_list("pk", flat=True)

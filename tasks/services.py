@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -16,16 +17,19 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, audit_log
+from aiworkforce.storable import validate_storable
 from employees.models import Employee, EmployeeStatus, Team, ToolGrant
 from tasks.models import (
     FINISHED_STATUSES,
     DailySpend,
     Run,
+    Step,
+    StepKind,
     Task,
     TaskPriority,
     TaskSource,
@@ -37,7 +41,23 @@ ACTING_STATUSES = {EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW}
 # Statuses from which a dispatch may (re)start work.
 DISPATCHABLE = {TaskStatus.QUEUED, TaskStatus.WAITING_HOURS, TaskStatus.PAUSED}
 
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+_worker_ids = threading.local()
+
+
+def worker_id() -> str:
+    """This worker's lease owner id: its own in each process and each thread.
+
+    Computed when first asked in the process and thread that runs the loop, never at import:
+    django-q2 forks its workers from a parent that imported this module, and a shared id would
+    let one worker's lease check pass for another's.
+    """
+    pid = os.getpid()
+    cached = getattr(_worker_ids, "value", None)
+    if cached is None or cached[0] != pid:
+        thread = threading.current_thread().name.replace(":", "-")[:24]
+        cached = (pid, f"{socket.gethostname()[:40]}:{pid}:{thread}:{uuid.uuid4().hex[:6]}")
+        _worker_ids.value = cached
+    return cached[1]
 
 
 class TaskRefused(Exception):
@@ -69,6 +89,9 @@ def task_create(
     if not input:
         raise ValidationError("A task needs instructions.")
     title = (title or "").strip()[:200] or input.splitlines()[0][:200]
+    # PostgreSQL text cannot hold NUL (and UTF-8 no lone surrogate): a clear refusal, not a 500.
+    validate_storable(input, what="The instructions")
+    validate_storable(title, what="The title")
     if idempotency_key:
         existing = Task.objects.filter(employee=employee, idempotency_key=idempotency_key).first()
         if existing:
@@ -162,7 +185,7 @@ def enqueue_run(task_id: int) -> None:
 # the audit entry. The row lock (SKIP LOCKED) and the status condition make it a compare-and-swap.
 _CLAIM_SQL = """
 WITH old AS (
-    SELECT id, status, lease_owner, reserved_cost FROM tasks_task
+    SELECT id, status, lease_owner, reserved_cost, reserved_day FROM tasks_task
     WHERE id = %(task)s
       AND ((status = 'queued' AND (due_at IS NULL OR due_at <= now()))
            OR (status = 'running' AND lease_expires_at < now()))
@@ -170,10 +193,10 @@ WITH old AS (
 ), claimed AS (
     UPDATE tasks_task t SET status = 'running', status_reason = '', lease_owner = %(worker)s,
         lease_expires_at = now() + make_interval(secs => %(lease)s), reserved_cost = 0,
-        started_at = coalesce(t.started_at, now()), updated_at = now()
+        reserved_day = NULL, started_at = coalesce(t.started_at, now()), updated_at = now()
     FROM old WHERE t.id = old.id
     RETURNING old.status AS old_status, old.lease_owner AS old_owner, old.reserved_cost AS old_reserved,
-        {task_columns}
+        old.reserved_day AS old_reserved_day, {task_columns}
 ), lost AS (
     UPDATE tasks_run SET status = 'lost', finished_at = now(), error = 'the lease of its worker expired'
     WHERE task_id = %(task)s AND status = 'running'
@@ -186,7 +209,7 @@ WITH old AS (
     RETURNING id, number, started_at
 ), audit AS ({audit})
 SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
-    claimed.old_reserved,
+    claimed.old_reserved, claimed.old_reserved_day,
     {entity_columns}
 FROM run, claimed
     JOIN employees_employee e ON e.id = claimed.employee_id
@@ -248,8 +271,9 @@ def _waiting_to_run(task_id: int) -> bool:
     )
 
 
-def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | None:
+def task_claim(*, task_id: int, worker: str | None = None) -> tuple[Task, Run] | None:
     """Take a queued task (or one whose worker's lease expired) for this worker, or None."""
+    worker = worker or worker_id()
     audit_sql, audit_params = audit_insert_sql(
         action="task.claimed",
         actor=Actor.system(f"worker {worker}"),
@@ -273,18 +297,18 @@ def task_claim(*, task_id: int, worker: str = WORKER_ID) -> tuple[Task, Run] | N
         time.sleep(0.02 * (attempt + 1))
     if row is None:
         return None
-    run_id, number, started_at, old_status, old_owner, old_reserved = row[:6]
-    task = _claimed_task(row[6:])
+    run_id, number, started_at, old_status, old_owner, old_reserved, old_day = row[:7]
+    task = _claimed_task(row[7:])
+    run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
     if old_status == TaskStatus.RUNNING:
         with transaction.atomic():
-            _release_dead_reservation(task=task, amount=old_reserved)
+            charged = _settle_dead_reservation(task=task, run=run, amount=old_reserved, day=old_day)
             audit_log(
                 action="task.reclaimed",
                 actor=Actor.system(f"worker {worker}"),
                 subject=task,
-                data={"from": old_owner},
+                data={"from": old_owner, "charged": str(charged)},
             )
-    run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
     return task, run
 
 
@@ -303,22 +327,51 @@ def _claimed_task(values) -> Task:
     return task
 
 
-def _release_dead_reservation(*, task: Task, amount) -> None:
-    """A dead worker's reservation for a call that never settled: give it back to today."""
-    if amount:
-        DailySpend.objects.filter(
-            employee=task.employee_id, day=timezone.localdate(timezone=task.employee.tzinfo)
-        ).update(reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))))
-        if task.root_id:  # it was counted against the root request's budget too
-            Task.objects.filter(pk=task.root_id).update(
-                descendants_cost=Greatest(F("descendants_cost") - amount, Value(Decimal("0")))
-            )
+def _settle_dead_reservation(*, task: Task, run: Run, amount: Decimal, day) -> Decimal:
+    """A dead worker's reservation for a call that never settled is counted as spent.
+
+    The worker may have died after the model answered, and the endpoint bills that call
+    whether or not its step was written: the worst case is charged, on the day it was
+    reserved, and a step on the task says so. (A slow worker that settles after all adds its
+    real cost on top: counted twice, never missed.)
+    """
+    if not amount:
+        return Decimal("0")
+    Task.objects.filter(pk=task.pk).update(cost=F("cost") + amount)
+    task.cost += amount
+    DailySpend.objects.filter(
+        employee=task.employee_id, day=day or timezone.localdate(timezone=task.employee.tzinfo)
+    ).update(
+        reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))), spent=F("spent") + amount
+    )
+    # The root request's descendants_cost already counts it: reserved becomes spent there too.
+    last = Step.objects.filter(task=task).aggregate(last=Max("seq"))["last"] or 0
+    Step.objects.create(
+        task=task,
+        run=run,
+        seq=last + 1,
+        kind=StepKind.NOTE,
+        cost=Decimal("0"),
+        payload={
+            "charged": str(amount),
+            "text": f"The worker running this task stopped during a model call; the call's "
+            f"reservation of ${amount:.6f} was counted as spent, since the endpoint may have "
+            "answered (and billed) it.",
+        },
+    )
+    return amount
 
 
 def task_release(
-    *, task: Task, status: str, reason: str = "", result: str | None = None, worker: str = WORKER_ID
+    *,
+    task: Task,
+    status: str,
+    reason: str = "",
+    result: str | None = None,
+    worker: str | None = None,
 ) -> bool:
     """Leave the running state (parked or finished) if this worker still holds the task."""
+    worker = worker or worker_id()
     now = timezone.now()
     fields = {
         "status": status,

@@ -7,16 +7,33 @@ import json
 from tasks.models import Step, StepKind
 
 
+def _fitted(context: dict | None) -> str:
+    """How a prompt was made to fit the model's window (tasks.context_window), in words."""
+    if not context:
+        return ""
+    parts = [
+        f"{cut['what']} cut to {cut['kept']:,} of {cut['chars']:,} characters"
+        for cut in context.get("cut", [])
+    ]
+    if context.get("dropped_turns"):
+        count = context["dropped_turns"]
+        parts.append(f"{count} earlier turn{'' if count == 1 else 's'} left out")
+    return f"; to fit its {context.get('window', 0):,}-token window: " + ", ".join(parts)
+
+
 def describe_step(step: Step) -> str:
     payload = step.payload
     if step.kind == StepKind.LLM_CALL:
         message = payload["message"]
         calls = ", ".join(c["function"]["name"] for c in message.get("tool_calls", []))
         what = f"asks for {calls}" if calls else "answers"
+        if payload.get("refusal"):
+            what = f"declines: {payload['refusal']}"[:300]
         model = "offline engine" if payload.get("offline") else payload.get("model")
         recalled = len(payload.get("recalled") or [])
         memories = f", with {recalled} recalled memor{'y' if recalled == 1 else 'ies'}"
-        return f"Model call ({model}) {what}" + (memories if recalled else "")
+        fitted = _fitted(payload.get("context"))
+        return f"Model call ({model}) {what}" + (memories if recalled else "") + fitted
     if step.kind == StepKind.TOOL_CALL:
         result = payload.get("result") or {}
         summary = result.get("summary") or result.get("error") or ""
@@ -37,7 +54,8 @@ def describe_step(step: Step) -> str:
     if step.kind == StepKind.FINAL:
         return "Final answer"
     if step.kind == StepKind.NOTE:
-        return (payload.get("message") or {}).get("content", "Note")[:400]
+        text = (payload.get("message") or {}).get("content") or payload.get("text") or "Note"
+        return text[:400]
     if step.kind == StepKind.ERROR:
         return f"Error: {payload.get('error', '')}"[:400]
     return json.dumps(payload)[:200]

@@ -10,8 +10,14 @@ from django.views.decorators.http import require_GET
 from aiworkforce.http import HtmxHttpRequest
 from approvals.models import ApprovalRequest, Escalation
 from tasks.delegation import tree_is_live
-from tasks.models import TaskStatus
-from tasks.selectors import task_for_user, task_memories, task_tree_for, tasks_visible_to
+from tasks.models import OutboxStatus, TaskStatus
+from tasks.selectors import (
+    task_for_user,
+    task_memories,
+    task_requester_for,
+    task_tree_for,
+    tasks_visible_to,
+)
 from tasks.trace import describe_step
 
 
@@ -40,8 +46,12 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     all_steps = list(task.steps.order_by("seq"))
     steps = [{"step": step, "text": describe_step(step)} for step in all_steps]
     tree = task_tree_for(request.user, task)
+    emails = list(task.emails.order_by("created_at", "pk"))
     context = {
         "task": task,
+        "emails": emails,
+        "emails_failed": sum(email.status == OutboxStatus.FAILED for email in emails),
+        "requested_by": task_requester_for(request.user, task),
         "tree": tree,
         "tree_live": tree_is_live(tree) or not task.is_finished,
         "steps": steps,

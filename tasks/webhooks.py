@@ -7,7 +7,6 @@ A sender signs `<webhook-id>.<webhook-timestamp>.<body>` with the endpoint's `wh
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import secrets
 import time
@@ -21,12 +20,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.secrets import SecretDecryptionError, decrypt_secret, encrypt_secret
+from aiworkforce.storable import json_loads_bounded, storable_problem
 from employees.models import Employee, EmployeeStatus
 from tasks.models import TaskSource, WebhookDelivery, WebhookEndpoint
 from tasks.services import TaskRefused, task_create
@@ -134,14 +133,47 @@ def _timestamp_problem(raw: str) -> Result | None:
 
 def _title(text: str, endpoint: WebhookEndpoint) -> str:
     try:
-        event = json.loads(text)
+        event = json_loads_bounded(text)
     except ValueError:
         event = None
     if isinstance(event, dict):
         for field in TITLE_FIELDS:
-            if isinstance(event.get(field), str) and event[field].strip():
-                return event[field]
+            value = event.get(field)
+            # A JSON escape may decode to what cannot be stored ("\u0000"): the body itself is
+            # kept verbatim, so only this derived title passes over such a value.
+            if isinstance(value, str) and value.strip() and not storable_problem(value):
+                return value
     return f"Webhook {endpoint.name}"
+
+
+def _utf8_problem(body: bytes) -> Result | None:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at, bad = exc.start, body[exc.start : exc.start + 3]
+        if len(bad) == 3 and bad[0] == 0xED and 0xA0 <= bad[1] <= 0xBF:
+            code = ((bad[0] & 0x0F) << 12) | ((bad[1] & 0x3F) << 6) | (bad[2] & 0x3F)
+            what = (
+                f"the bytes at position {at} encode a lone UTF-16 surrogate (U+{code:04X}), "
+                "which UTF-8 does not allow (encode a character beyond U+FFFF as one 4-byte "
+                "sequence, not as a surrogate pair)"
+            )
+        else:
+            what = f"byte 0x{body[at]:02x} at position {at} is not valid UTF-8 ({exc.reason})"
+        return _error(400, f"The body must be UTF-8 text: {what}. The delivery was not accepted.")
+    return None
+
+
+def _nul_problem(body: bytes) -> Result | None:
+    at = body.find(b"\x00")
+    if at < 0:
+        return None
+    return _error(
+        400,
+        f"The body contains the NUL character (U+0000) at position {at}, which cannot be "
+        "stored. Remove it, or send it escaped inside a JSON string (\\u0000); the delivery "
+        "was not accepted.",
+    )
 
 
 def _duplicate(delivery: WebhookDelivery) -> Result:
@@ -173,12 +205,13 @@ def webhook_receive(*, key: uuid.UUID | str, body: bytes, headers: Mapping[str, 
     webhook_id = headers["webhook-id"]
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         return _error(400, f"webhook-id must be at most {MAX_WEBHOOK_ID_LENGTH} characters.")
+    if problem := storable_problem(webhook_id):
+        return _error(400, f"webhook-id cannot be stored because of {problem}; send a plain id.")
     if problem := _timestamp_problem(headers["webhook-timestamp"]):
         return problem
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _error(400, "The body must be UTF-8 text.")
+    if problem := _utf8_problem(body):
+        return problem
+    text = body.decode("utf-8")
 
     try:
         secret = decrypt_secret(endpoint.secret_encrypted)
@@ -206,6 +239,9 @@ def webhook_receive(*, key: uuid.UUID | str, body: bytes, headers: Mapping[str, 
 
     if not text.strip():
         return _error(400, "The body is empty; send the event as the request body.")
+    # PostgreSQL text cannot hold NUL: refused (not stripped), so a task holds what was sent.
+    if problem := _nul_problem(body):
+        return problem
     return _deliver(endpoint=endpoint, webhook_id=webhook_id, text=text)
 
 
@@ -254,9 +290,19 @@ def _declared_length(request: HttpRequest) -> int:
 
 @csrf_exempt
 @login_not_required
-@require_POST
 def webhook_receive_view(request: HttpRequest, key: uuid.UUID) -> JsonResponse:
     """Receive one signed delivery (authenticated by its signature, not a login)."""
+    if request.method != "POST":
+        # Not require_POST: its 405 has an empty body, and a sender's log should say why.
+        response = JsonResponse(
+            {
+                "error": f"{request.method} is not accepted here: deliver each event as a "
+                "signed POST (Standard Webhooks)."
+            },
+            status=405,
+        )
+        response["Allow"] = "POST"
+        return response
     declared = _declared_length(request)
     if declared > settings.WEBHOOK_MAX_BYTES:
         status, payload = _too_large(declared)  # refused before reading the body

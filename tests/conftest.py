@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import factory
 import pytest
 from django.contrib.auth import get_user_model
@@ -66,6 +68,19 @@ class ToolGrantFactory(factory.django.DjangoModelFactory):
     employee = factory.SubFactory(EmployeeFactory)
     tool_name = "escalate_to_human"
     scope = factory.LazyFunction(dict)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """AIW_TEST_DB_SUFFIX=name gives this run its own test database, so two runs (two
+    developers' checkouts sharing one server, or parallel reviewers) never drop each other's."""
+    suffix = os.environ.get("AIW_TEST_DB_SUFFIX", "").strip()
+    if suffix:
+        from django.conf import settings
+
+        for db_settings in settings.DATABASES.values():
+            test = db_settings.setdefault("TEST", {})
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db_settings['NAME']}_{suffix}"
 
 
 @pytest.fixture

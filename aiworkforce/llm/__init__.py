@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from aiworkforce.llm.capabilities import ModelInfo, model_info
 from aiworkforce.llm.offline import OFFLINE_LABEL, OfflineEngine
 from aiworkforce.llm.openai_provider import OpenAIProvider
 from aiworkforce.llm.pricing import cost_of, estimate_tokens, price_for
-from aiworkforce.llm.types import ChatProvider, Completion, ModelUnavailable, ToolCall
+from aiworkforce.llm.types import (
+    ChatProvider,
+    Completion,
+    ModelMisconfigured,
+    ModelUnavailable,
+    ToolCall,
+)
 
 __all__ = [
     "OFFLINE_LABEL",
     "ChatProvider",
     "Completion",
+    "ModelInfo",
+    "ModelMisconfigured",
     "ModelUnavailable",
     "OfflineEngine",
     "OpenAIProvider",
     "ToolCall",
     "cost_of",
     "estimate_tokens",
+    "model_info",
     "offline_mode",
     "price_for",
     "provider_for",

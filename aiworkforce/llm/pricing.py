@@ -6,13 +6,25 @@ from decimal import Decimal
 
 from django.conf import settings
 
-# A starting table; deployments override or extend it with MODEL_PRICES.
+# A starting table (OpenAI's list prices for standard processing, uncached input); deployments
+# override or extend it with MODEL_PRICES. Exact names only: a dated snapshot may be priced
+# differently (gpt-4o-2024-05-13 was $5/$15), so it gets the default price and a warning.
+# Open models have no entry: what they cost depends on who serves them.
 KNOWN_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
     "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
     "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
     "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
     "gpt-4.1-nano": (Decimal("0.10"), Decimal("0.40")),
+    # Reasoning models: their hidden reasoning tokens are billed as output.
+    "o1": (Decimal("15.00"), Decimal("60.00")),
+    "o1-mini": (Decimal("1.10"), Decimal("4.40")),
+    "o3": (Decimal("2.00"), Decimal("8.00")),
+    "o3-mini": (Decimal("1.10"), Decimal("4.40")),
+    "o4-mini": (Decimal("1.10"), Decimal("4.40")),
+    "gpt-5": (Decimal("1.25"), Decimal("10.00")),
+    "gpt-5-mini": (Decimal("0.25"), Decimal("2.00")),
+    "gpt-5-nano": (Decimal("0.05"), Decimal("0.40")),
     "offline": (Decimal("0"), Decimal("0")),
 }
 MILLION = Decimal(1_000_000)

@@ -32,9 +32,15 @@ class Completion:
     offline: bool = False
     warnings: list[str] = field(default_factory=list)
     cost: Decimal = Decimal("0")
+    # The model declined to answer (OpenAI sends the reason here, with no content).
+    refusal: str | None = None
+    # Of completion_tokens (which include them): tokens the model spent thinking.
+    reasoning_tokens: int = 0
 
     def as_message(self) -> dict:
-        message: dict = {"role": "assistant", "content": self.content}
+        # A refusal is the model's answer: it is recorded, and sent back on a resume, as such.
+        content = self.content if self.content is not None else self.refusal
+        message: dict = {"role": "assistant", "content": content}
         if self.tool_calls:
             message["tool_calls"] = [call.as_message_part() for call in self.tool_calls]
         return message
@@ -42,6 +48,14 @@ class Completion:
 
 class ModelUnavailable(Exception):
     """The endpoint failed after every retry, or refused the request; the message is for people."""
+
+
+class ModelMisconfigured(ModelUnavailable):
+    """The endpoint refused the request itself (400/401/403/404...): no retry can help.
+
+    A wrong model name, key, endpoint or model setting; the message starts with
+    "Configuration problem:" and carries the endpoint's own words.
+    """
 
 
 class ChatProvider(Protocol):

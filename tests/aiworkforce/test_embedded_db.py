@@ -116,3 +116,43 @@ def test_a_server_that_cannot_start_with_its_size_goes_back_to_the_default(priva
     socket_dir = _start(private_var, EMBEDDED_DB_SHARED_BUFFERS="500GB")
     assert _shared_buffers(socket_dir) == "128MB"
     assert "shared_buffers" not in (private_var / "pgdata" / "postgresql.auto.conf").read_text()
+
+
+STOP_THEN_START = """
+import psycopg
+from aiworkforce import embedded_db
+embedded_db.ensure_running()
+assert embedded_db.stop()
+socket_dir = embedded_db.ensure_running()
+with psycopg.connect(host=socket_dir, user="postgres", dbname="aiworkforce", connect_timeout=5) as conn:
+    print("connected", conn.execute("SELECT 1").fetchone()[0])
+"""
+
+
+def test_ensure_running_right_after_stop_returns_a_server_that_accepts_connections(private_var):
+    import subprocess
+    import sys
+
+    _start(private_var)  # created and sized once, so the run below is only stop → start
+    result = subprocess.run(
+        [sys.executable, "-c", STOP_THEN_START],
+        env=clean_env(AIW_VAR_DIR=str(private_var)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "connected 1"
+
+
+def test_a_server_that_never_accepts_connections_is_a_clear_error_within_the_timeout(tmp_path):
+    from aiworkforce.embedded_db import EmbeddedDatabaseError, _wait_until_accepting
+
+    started = time.monotonic()
+    with pytest.raises(EmbeddedDatabaseError) as raised:
+        _wait_until_accepting(str(tmp_path), timeout=0.5)  # no server listens there
+    assert time.monotonic() - started < 5
+    message = str(raised.value)
+    assert "does not accept connections" in message and str(tmp_path) in message
+    assert "db stop" in message

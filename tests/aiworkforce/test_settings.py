@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
 import pytest
 
@@ -66,3 +67,81 @@ def test_field_encryption_key_can_rotate_without_losing_secrets(settings):
     stored = encrypt_secret("whsec_abc")
     settings.FIELD_ENCRYPTION_KEY = f"{new},{old}"
     assert decrypt_secret(stored) == "whsec_abc"
+
+
+# --- an empty value means "use the default", for every type -------------------------------------
+EMPTY_MEANS_DEFAULT = [
+    ("env_bool", {"default": True}, True),
+    ("env_bool", {"default": False}, False),
+    ("env_str", {"default": "fallback"}, "fallback"),
+    ("env_int", {"default": 7, "minimum": 1}, 7),
+    ("env_decimal", {"default": "1.50"}, Decimal("1.50")),
+    ("env_list", {"default": ["a.example"]}, ["a.example"]),
+    ("env_choice", {"default": "INFO", "choices": {"INFO", "DEBUG"}}, "INFO"),
+    ("env_json_retention", {"default": {"episode": 90}}, {"episode": 90}),
+]
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\t"])
+@pytest.mark.parametrize(("reader", "kwargs", "expected"), EMPTY_MEANS_DEFAULT)
+def test_an_empty_value_reads_as_the_default_for_every_type(
+    monkeypatch, reader, kwargs, expected, empty
+):
+    from aiworkforce import env
+
+    monkeypatch.setenv("AIW_SOME_SETTING", empty)
+    assert getattr(env, reader)("AIW_SOME_SETTING", **kwargs) == expected
+    monkeypatch.delenv("AIW_SOME_SETTING")
+    assert getattr(env, reader)("AIW_SOME_SETTING", **kwargs) == expected
+
+
+def test_empty_price_table_is_the_built_in_one(monkeypatch):
+    from aiworkforce.env import env_json_prices
+
+    monkeypatch.setenv("MODEL_PRICES", " ")
+    assert env_json_prices("MODEL_PRICES") == {}
+
+
+def test_empty_security_variables_keep_the_secure_production_defaults():
+    """`SESSION_COOKIE_SECURE=` (say, from an env file template) must not turn HTTPS hardening off."""
+    empty = {
+        name: ""
+        for name in (
+            "SECURE_SSL_REDIRECT",
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SECURE_HSTS_SECONDS",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+            "SECURE_HSTS_PRELOAD",
+            "BEHIND_TLS_PROXY",
+        )
+    }
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, **empty})
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_empty_debug_is_refused_rather_than_read_as_development_mode():
+    """The one exception to "blank means the default": DEBUG's default is development mode."""
+    result = manage("check", env={**PRODUCTION, "DEBUG": " "})
+    assert result.returncode != 0
+    assert "DEBUG is set but empty: set DEBUG=false in production" in result.stderr
+
+
+def test_empty_var_dir_is_the_checkout_var_directory_not_the_current_one(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.aiworkforce.helpers import BASE_DIR, clean_env
+
+    script = "from aiworkforce import embedded_db; print(embedded_db.VAR_DIR)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean_env(AIW_VAR_DIR=" ", PYTHONPATH=str(BASE_DIR)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(BASE_DIR / "var")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -109,7 +110,7 @@ def test_a_decided_or_undue_request_is_never_expired(model_server, clerk):
 
 
 def test_an_expired_budget_raise_stops_the_task(model_server, clerk):
-    clerk.max_tokens_per_turn = 100
+    clerk.max_cost_per_task = Decimal("0")
     clerk.save()
     task, _ = task_create(employee=clerk, title="", input="x" * 3000, urgent=True)
     assert run_task(task.pk) == TaskStatus.BUDGET_EXHAUSTED

@@ -11,7 +11,7 @@ from django.urls import reverse
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.models import AuditEntry
 from employees.demo import load_demo_workforce
-from employees.models import Employee, EmployeeStatus
+from employees.models import Employee, EmployeeStatus, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +128,26 @@ def test_editing_the_brief_in_the_admin_adds_a_history_row(admin_client, superus
     assert latest.number == 2 and latest.author == superuser
     assert AuditEntry.objects.filter(action="employee.updated", subject_id=str(ava.pk)).exists()
     assert "Brief history (read-only)" in admin_client.get(url).text
+
+
+def test_a_manager_opens_a_team_to_requests_from_other_teams_in_the_admin(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    team = Team.objects.get(name="Onboarding")
+    assert team.accepts_requests_from_other_teams is False
+    url = reverse("admin:employees_team_change", args=[team.pk])
+    page = admin_client.get(url)
+    assert "Accepts requests from other teams" in page.text
+    data = _change_form_data(page)
+    data["accepts_requests_from_other_teams"] = "on"
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["errors"]
+    team.refresh_from_db()
+    assert team.accepts_requests_from_other_teams is True
+    entry = AuditEntry.objects.get(action="team.updated", subject_id=str(team.pk))
+    assert entry.actor_user_id == superuser.pk
+    assert entry.data == {"accepts_requests_from_other_teams": True}
+    listing = admin_client.get(reverse("admin:employees_team_changelist"))
+    assert "Accepts requests from other teams" in listing.text
 
 
 def test_audit_admin_is_read_only(admin_client):

@@ -396,6 +396,80 @@ def test_forget_offers_to_delete_the_documents_that_mention_it(world):
     assert AuditEntry.objects.get(action="knowledge.deleted").data["chunks"] == 2
 
 
+def test_forgetting_removes_the_text_from_the_steps_of_tasks_that_recalled_it(world, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from employees.memory import memories_delete
+    from employees.models import ToolGrant, ToolPolicy
+    from tasks.loop import run_task
+    from tasks.models import Step, TaskStatus
+    from tasks.services import task_create
+
+    settings.OPENAI_API_KEY = ""  # the offline engine follows the SOP: it calls `recall`
+    ava = world["ava"]
+    ava.sop = [{"text": "Look it up", "tool": {"name": "recall", "arguments": {"query": "Acme"}}}]
+    ava.save()
+    ToolGrant.objects.create(employee=ava, tool_name="recall", scope={}, policy=ToolPolicy.AUTO)
+    document = document_upload(
+        owner=ava,
+        uploaded_file=SimpleUploadedFile("accounts.md", b"# Acme\nAcme pays net 30."),
+        user=world["manager"],
+    )
+    ingest_document(document.pk)
+    [chunk] = document.chunks.all()
+    task, _ = task_create(
+        employee=ava, title="Acme", input="What do we know about Acme?", dispatch=False
+    )
+    assert run_task(task.pk) == TaskStatus.DONE
+    forgotten = {world["acme"].pk, chunk.pk, world["shared"].pk}
+    kept = world["refund"]
+
+    def texts_by_id() -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        for step in Step.objects.filter(task=task):
+            memories = step.payload.get("recalled") or []
+            if step.payload.get("name") == "recall":
+                memories = [*memories, *step.payload["result"]["memories"]]
+            for memory in memories:
+                found.setdefault(memory["id"], set()).add(memory["text"])
+        return found
+
+    before = texts_by_id()
+    assert forgotten | {kept.pk} <= set(before)
+    assert Step.objects.filter(task=task, payload__name="recall").exists()
+
+    client = as_user(world["manager"])
+    with CaptureQueriesContext(connection) as queries:
+        client.post(
+            url("forget_hx"),
+            {
+                "about": "acme",
+                "selected": [world["acme"].pk],
+                "documents": [document.pk],
+                "reason": "customer left",
+            },
+            **HX,
+        )
+    step_updates = [q for q in queries if q["sql"].lstrip().startswith("UPDATE tasks_step")]
+    assert len(step_updates) == 2  # one statement for the memories, one for the document
+    # A team memory is forgotten in its employees' tasks too.
+    memories_delete(
+        memories=MemoryEntry.objects.filter(pk=world["shared"].pk), user=world["manager"]
+    )
+
+    after = texts_by_id()
+    assert set(after) == set(before)  # the ids stay, for citations and the page
+    assert all(after[pk] == {"[forgotten]"} for pk in forgotten)
+    assert after[kept.pk] == before[kept.pk] == {kept.text}
+    dumped = json.dumps(list(Step.objects.filter(task=task).values_list("payload", flat=True)))
+    for secret in ("Jane Doe", "net 30", "four hours"):
+        assert secret not in dumped
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    assert "Jane Doe" not in page and "net 30" not in page and "four hours" not in page
+    assert "[forgotten]" in page and kept.text in page
+
+
 def test_forgetting_nothing_says_so(world):
     html = (
         as_user(world["manager"])

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 
 from employees.demo import load_demo_workforce
-from employees.models import Employee, Team, TeamRole
+from employees.models import Employee, Team, TeamRole, ToolPolicy
 from tasks.services import task_create
-from tests.conftest import MembershipFactory, UserFactory
+from tests.conftest import (
+    EmployeeFactory,
+    MembershipFactory,
+    TeamFactory,
+    ToolGrantFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 URL = "/employees/org/"
@@ -61,3 +67,21 @@ def test_outsiders_see_no_team(client, db):
     client.force_login(UserFactory(username="nobody"))
     page = client.get(URL).text
     assert "You are not a member of any team yet" in page and "Onboarding" not in page
+
+
+def test_collaboration_lines_reach_another_teams_ai_manager_only_if_that_team_accepts(client, db):
+    load_demo_workforce()
+    sales = TeamFactory(name="Sales")
+    sam = EmployeeFactory(handle="sam-sales", team=sales)
+    ToolGrantFactory(employee=sam, tool_name="delegate", scope={}, policy=ToolPolicy.AUTO)
+    client.force_login(MembershipFactory(team=sales).user)
+
+    def sams_lines():
+        [unit] = client.get(URL).context["chart"]
+        [row] = [m for m in unit.members if m.employee.handle == "sam-sales"]
+        return {other.handle: line for other, line in row.delegates_to}
+
+    assert "olivia-onboarding" not in sams_lines()  # the demo's Onboarding team does not accept
+    assert 'data-accepts-requests="no"' in client.get(URL).text
+    Team.objects.filter(name="Onboarding").update(accepts_requests_from_other_teams=True)
+    assert sams_lines()["olivia-onboarding"] == "manager employee of Onboarding"

@@ -11,6 +11,18 @@ Chat completion requests consume the FIFO queue one response per request (fallin
 ``server.default`` when it is empty); a ``dynamic`` response at the head of the queue is never
 consumed. Embeddings are deterministic and never use the queue.
 
+It can also behave like the endpoints real deployments meet (``reset()`` turns this off again):
+
+* ``server.reasoning_models = {"o3", "gpt-5"}``: those models (and their dated names) answer
+  like OpenAI's reasoning models: ``max_tokens`` or a temperature other than 1 is refused with
+  OpenAI's 400, and replies report ``completion_tokens_details.reasoning_tokens`` (included in
+  ``completion_tokens``, as OpenAI counts them);
+* ``server.refused_parameters = {"max_completion_tokens"}``: an older server that refuses a
+  parameter it does not know (Azure's "Unrecognized request argument supplied");
+* ``reply(refusal="I can't help with that.")``: the model declines (``content`` is null).
+
+A refused request consumes nothing from the queue.
+
 Run standalone as a zero-latency model: ``python -m tests.fakes.openai_server --port 8099``.
 """
 
@@ -38,12 +50,18 @@ from typing import Any
 DEFAULT_ERROR = "Simulated error from the fake OpenAI server."
 
 
+# Reasoning tokens a reasoning model reports when the reply does not say.
+DEFAULT_REASONING_TOKENS = 64
+
+
 @dataclass(frozen=True)
 class Reply:
     content: str | None = None
     tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
     prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    completion_tokens: int | None = None  # as reported: reasoning tokens included
+    refusal: str | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,8 @@ class Error:
     status: int
     message: str = DEFAULT_ERROR
     headers: dict[str, str] = field(default_factory=dict)
+    param: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,16 +92,36 @@ def reply(
     tool_calls: list[tuple[str, dict[str, Any] | str]] | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
+    *,
+    refusal: str | None = None,
+    reasoning_tokens: int | None = None,
 ) -> Reply:
-    """An assistant message; tool call arguments given as a str are sent verbatim."""
-    return Reply(content, list(tool_calls or []), prompt_tokens, completion_tokens)
+    """An assistant message; tool call arguments given as a str are sent verbatim.
+
+    ``refusal``: the model declines, with this reason (and no content). ``reasoning_tokens``:
+    reported in ``completion_tokens_details`` (and counted in ``completion_tokens`` unless
+    that is given).
+    """
+    return Reply(
+        content,
+        list(tool_calls or []),
+        prompt_tokens,
+        completion_tokens,
+        refusal,
+        reasoning_tokens,
+    )
 
 
 def error(
-    status: int, message: str = DEFAULT_ERROR, headers: dict[str, str] | None = None
+    status: int,
+    message: str = DEFAULT_ERROR,
+    headers: dict[str, str] | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
 ) -> Error:
     """An HTTP error with an OpenAI-style body, e.g. ``error(429, headers={"Retry-After": "1"})``."""
-    return Error(status, message, dict(headers or {}))
+    return Error(status, message, dict(headers or {}), param, code)
 
 
 def delay(seconds: float, then: Response) -> Delay:
@@ -98,10 +138,12 @@ _ERROR_CODES = {400: "invalid_request_error", 401: "invalid_api_key", 404: "not_
 _ERROR_CODES |= {429: "rate_limit_exceeded", 500: "server_error", 503: "service_unavailable"}
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    code = _ERROR_CODES.get(status, f"http_{status}")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    code = code or _ERROR_CODES.get(status, f"http_{status}")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _text_length(content: Any) -> int:
@@ -162,14 +204,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, fake._embeddings(body))
         if body.get("stream"):
             return self._send(400, error_body(400, "The fake server does not support streaming."))
+        refused = fake._refuse(body)
+        if refused is not None:
+            return self._send(
+                400, error_body(400, refused.message, param=refused.param, code=refused.code)
+            )
         try:
             response = fake._resolve(fake._next(), body)
         except Exception as exc:  # a broken dynamic(fn) shows up as a 500, not a dropped socket
             response = error(500, f"Fake server script raised {exc!r}")
         if isinstance(response, Error):
-            return self._send(
-                response.status, error_body(response.status, response.message), response.headers
+            payload = error_body(
+                response.status, response.message, param=response.param, code=response.code
             )
+            return self._send(response.status, payload, response.headers)
         self._send(200, fake._completion(response, body))
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -199,6 +247,8 @@ class FakeOpenAIServer:
         self.port = port
         self.default: Response = reply(content="Done.")
         self.requests: list[dict[str, Any]] = []
+        self.reasoning_models: set[str] = set()
+        self.refused_parameters: set[str] = set()
         self._queue: deque[Response] = deque()
         self._lock = threading.Lock()
         self._completion_ids = itertools.count(1)
@@ -243,10 +293,17 @@ class FakeOpenAIServer:
             self._queue.extend(responses)
 
     def reset(self) -> None:
-        """Clear the queue and the recorded requests (tool call ids keep counting)."""
+        """Clear the queue, the recorded requests and the endpoint's refusals (tool call ids
+        keep counting)."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.reasoning_models = set()
+            self.refused_parameters = set()
+
+    def is_reasoning_model(self, model: Any) -> bool:
+        name = str(model or "")
+        return any(name == m or name.startswith(f"{m}-") for m in self.reasoning_models)
 
     @property
     def calls(self) -> int:
@@ -266,6 +323,31 @@ class FakeOpenAIServer:
             if isinstance(self._queue[0], Dynamic):
                 return self._queue[0]
             return self._queue.popleft()
+
+    def _refuse(self, body: dict[str, Any]) -> Error | None:
+        """The 400 an endpoint answers to a parameter it does not accept, as OpenAI words it."""
+        for name in sorted(self.refused_parameters):
+            if name in body:
+                return error(400, f"Unrecognized request argument supplied: {name}", param=name)
+        if not self.is_reasoning_model(body.get("model")):
+            return None
+        if "max_tokens" in body:
+            return error(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                param="max_tokens",
+                code="unsupported_parameter",
+            )
+        if "temperature" in body and body["temperature"] != 1:
+            return error(
+                400,
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                "this model. Only the default (1) value is supported.",
+                param="temperature",
+                code="unsupported_value",
+            )
+        return None
 
     def _resolve(self, response: Response, body: dict[str, Any]) -> Reply | Error:
         while isinstance(response, Delay | Dynamic):
@@ -299,15 +381,31 @@ class FakeOpenAIServer:
                 if isinstance(m, dict)
             )
             prompt = max(1, chars // 4)
+        reasoning = response.reasoning_tokens
+        if reasoning is None and self.is_reasoning_model(body.get("model")):
+            reasoning = DEFAULT_REASONING_TOKENS
         completion = response.completion_tokens
         if completion is None:
-            chars = len(response.content or "") + sum(
-                len(c["function"]["arguments"]) for c in tool_calls
+            chars = (
+                len(response.content or "")
+                + len(response.refusal or "")
+                + sum(len(c["function"]["arguments"]) for c in tool_calls)
             )
-            completion = max(1, chars // 4)
-        message: dict[str, Any] = {"role": "assistant", "content": response.content}
+            completion = max(1, chars // 4) + (reasoning or 0)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": response.content,
+            "refusal": response.refusal,
+        }
         if tool_calls:
             message["tool_calls"] = tool_calls
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if reasoning is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
         return {
             "id": f"chatcmpl-{completion_id}",
             "object": "chat.completion",
@@ -321,11 +419,7 @@ class FakeOpenAIServer:
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": usage,
         }
 
     def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:

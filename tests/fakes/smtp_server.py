@@ -72,10 +72,12 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 
 class FakeSMTPServer:
-    def __init__(self) -> None:
+    """`port=` brings a stopped server back on its old port (a mail relay after an outage)."""
+
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.lock = threading.Lock()
-        self._server = _TCPServer(("127.0.0.1", 0), _Handler)
+        self._server = _TCPServer(("127.0.0.1", port), _Handler)
         self._server.owner = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

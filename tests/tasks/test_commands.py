@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from tasks.models import Task, TaskStatus
 from tasks.services import task_create
-from tests.aiworkforce.helpers import manage
+from tests.aiworkforce.helpers import BASE_DIR, clean_env, manage
 from tests.conftest import EmployeeFactory
 from tests.fakes.openai_server import reply
 from tests.tasks.test_workers import _test_database_url
@@ -84,6 +86,95 @@ def test_assign_refuses_unknown_handles_and_offboarded_employees_clearly():
     assert "has been offboarded and takes no new tasks" in result.stderr
     result = manage("assign", "known", "   ", env=_env())
     assert "A task needs instructions." in result.stderr
+    assert not Task.objects.exists()
+
+
+# --- instructions longer than the shell allows: --file PATH and - (standard input) -------------
+
+# Over Linux's 128 kB limit for one command-line argument, and several lines long.
+LONG = "\n".join(
+    f"Line {n}: check invoice {n:06d} against the order and note any gap." for n in range(3_000)
+)
+
+
+def _assign_with_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "assign", *args],
+        env=clean_env(**_env()),
+        input=data,
+        capture_output=True,
+        timeout=60,
+        cwd=BASE_DIR,
+    )
+
+
+def test_long_instructions_are_refused_by_the_shell_as_an_argument():
+    """Why --file and - exist: the kernel refuses an argument this long before Python starts."""
+    assert len(LONG.encode()) > 200_000
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run([sys.executable, "-c", "pass", LONG], timeout=60)
+
+
+def test_assign_reads_200_kb_of_instructions_from_standard_input():
+    EmployeeFactory(handle="clerk")
+    result = _assign_with_stdin(LONG.encode(), "clerk", "-", "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    task = Task.objects.get(pk=json.loads(result.stdout)["task"])
+    assert (
+        task.input == LONG
+        and task.title == "Line 0: check invoice 000000 against the order and note any gap."
+    )
+
+
+def test_assign_reads_200_kb_of_instructions_from_a_file(tmp_path):
+    EmployeeFactory(handle="clerk")
+    path = tmp_path / "instructions.md"
+    path.write_text(LONG, encoding="utf-8")
+    result = manage("assign", "clerk", "--file", str(path), "--title", "Invoices", env=_env())
+    assert result.returncode == 0, result.stderr
+    task = Task.objects.get()
+    assert task.input == LONG and task.title == "Invoices"
+
+
+def test_assign_file_errors_say_what_to_do(tmp_path):
+    EmployeeFactory(handle="clerk")
+    missing = tmp_path / "nope.txt"
+    result = manage("assign", "clerk", "--file", str(missing), env=_env())
+    assert result.returncode == 1
+    assert (
+        f"Cannot read the instructions file {missing}: No such file or directory" in result.stderr
+    )
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Caf\xe9 order".encode("latin-1"))
+    result = manage("assign", "clerk", "--file", str(latin1), env=_env())
+    assert f"{latin1} is not UTF-8 text (byte 0xe9 at position 3)" in result.stderr
+    assert "save it as UTF-8" in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n\n", encoding="utf-8")
+    result = manage("assign", "clerk", "--file", str(empty), env=_env())
+    assert f"{empty} is empty: write the instructions in it" in result.stderr
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"Order 7\x00 shipped")
+    result = manage("assign", "clerk", "--file", str(binary), env=_env())
+    assert (
+        "The instructions cannot be stored because of the NUL character (U+0000)" in result.stderr
+    )
+    result = manage("assign", "clerk", "Do it", "--file", str(binary), env=_env())
+    assert "either as an argument, as - (standard input) or with --file, not both" in result.stderr
+    result = manage("assign", "clerk", env=_env())
+    assert "Give the instructions" in result.stderr and "--file PATH" in result.stderr
+    result = manage("assign", "clerk", "--file", str(tmp_path), env=_env())
+    assert f"Cannot read the instructions file {tmp_path}: Is a directory" in result.stderr
+    assert not Task.objects.exists()
+
+
+def test_assign_standard_input_errors_say_what_to_do():
+    EmployeeFactory(handle="clerk")
+    result = _assign_with_stdin(b"", "clerk", "-")
+    assert result.returncode == 1
+    assert "Standard input is empty: pipe the instructions in" in result.stderr.decode()
+    result = _assign_with_stdin(b"\xff\xfe", "clerk", "-")
+    assert "Standard input is not UTF-8 text (byte 0xff at position 0)" in result.stderr.decode()
     assert not Task.objects.exists()
 
 

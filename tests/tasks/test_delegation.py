@@ -169,7 +169,7 @@ def test_a_cycle_is_refused(model_server, team):
 
 
 def test_delegation_outside_the_collaboration_lines_is_refused_clearly(model_server, team):
-    other = TeamFactory(name="Finance")
+    other = TeamFactory(name="Finance", accepts_requests_from_other_teams=True)
     EmployeeFactory(handle="fin-lead", team=other, is_manager=True)
     EmployeeFactory(handle="fin-clerk", team=other)
     model_server.enqueue(
@@ -186,6 +186,48 @@ def test_delegation_outside_the_collaboration_lines_is_refused_clearly(model_ser
     )
     # Through the manager employee it works.
     assert Task.objects.get(parent=root).employee.handle == "fin-lead"
+
+
+def test_another_teams_manager_employee_takes_requests_only_if_its_team_accepts_them(
+    model_server, team
+):
+    finance = TeamFactory(name="Finance")  # does not accept requests from other teams
+    EmployeeFactory(handle="fin-lead", team=finance, is_manager=True)
+    EmployeeFactory(handle="fin-clerk", team=finance)
+    model_server.enqueue(
+        reply(tool_calls=[_delegate("fin-lead")]),
+        reply(tool_calls=[_delegate("fin-clerk")]),
+        reply("Finance cannot be asked."),
+    )
+    root, _ = task_create(employee=team["one"], title="", input="Ask finance", urgent=True)
+    assert run_task(root.pk) == TaskStatus.DONE
+    refusals = [s.payload for s in Step.objects.filter(task=root, kind=StepKind.TOOL_CALL)]
+    assert [r["status"] for r in refusals] == ["refused", "refused"]
+    assert refusals[0]["result"]["error"] == (
+        "Refused: @fin-lead is a manager employee of the team 'Finance', and 'Finance' does "
+        "not accept requests from other teams. A manager of 'Finance' can allow them (the "
+        "team's 'Accepts requests from other teams' in the back office); until then, ask a "
+        "person instead (escalate_to_human)."
+    )
+    assert (
+        "@fin-clerk is in the team 'Finance', outside your collaboration lines, and "
+        in (refusals[1]["result"]["error"])
+    )
+    assert "delegate to them instead" not in refusals[1]["result"]["error"]
+    assert not Task.objects.filter(parent=root).exists()
+    # Nor is the manager employee offered in the prompt.
+    system = model_server.requests[0]["body"]["messages"][0]["content"]
+    assert "@fin-lead" not in system and "@two" in system
+
+    finance.accepts_requests_from_other_teams = True
+    finance.save()
+    model_server.reset()
+    model_server.enqueue(reply(tool_calls=[_delegate("fin-lead")]))
+    again, _ = task_create(employee=team["one"], title="", input="Ask finance", urgent=True)
+    assert run_task(again.pk) == TaskStatus.WAITING_CHILDREN
+    assert Task.objects.get(parent=again).employee.handle == "fin-lead"
+    system = model_server.requests[0]["body"]["messages"][0]["content"]
+    assert "@fin-lead" in system and "manager employee of Finance" in system
 
 
 def test_depth_and_fan_out_limits(model_server, team, settings):
@@ -250,7 +292,8 @@ def test_a_childs_context_shows_its_parent_and_its_siblings_status(model_server,
 
 
 def test_childrens_cost_counts_against_the_root_budget(model_server, team, settings):
-    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    # Output at $0.001 a token, prompts free: each call reserves its 1500 output tokens.
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("1000"))}
     team["lead"].max_cost_per_task = Decimal("2.50")
     team["lead"].max_tokens_per_turn = 1500
     team["lead"].save()
@@ -263,11 +306,11 @@ def test_childrens_cost_counts_against_the_root_budget(model_server, team, setti
             reply(
                 tool_calls=[_delegate("one"), _delegate("two")],
                 prompt_tokens=100,
-                completion_tokens=100,
+                completion_tokens=200,
             )
         ],
-        "one": [reply("one done", prompt_tokens=900, completion_tokens=100)],
-        "two": [reply("two done", prompt_tokens=900, completion_tokens=100)],
+        "one": [reply("one done", prompt_tokens=900, completion_tokens=1000)],
+        "two": [reply("two done", prompt_tokens=900, completion_tokens=1000)],
     }
     model_server.enqueue(dynamic(lambda body: script[_by_handle(body)].pop(0)))
     root, _ = task_create(employee=team["lead"], title="", input="Go", urgent=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.models import Task
+from tasks.models import Task, TaskSource
 from tasks.services import task_create
 from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory
 
@@ -56,3 +56,35 @@ def test_a_lone_task_has_no_tree_and_the_fragment_is_scoped(client, tree):
     client.force_login(member)
     assert "<h2>Linked requests</h2>" not in client.get(f"/tasks/{lone.pk}/").text
     assert client.get(f"/tasks/{tree['sibling'].pk}/tree/").status_code == 404
+
+
+def test_a_person_in_one_team_sees_no_handle_name_or_title_of_another_teams_tasks(client, tree):
+    ops_member = MembershipFactory(team=tree["ops"]).user
+    client.force_login(ops_member)
+    for url in (f"/tasks/{tree['child'].pk}/", f"/tasks/{tree['child'].pk}/tree/"):
+        page = client.get(url, headers={"HX-Request": "true"} if "tree" in url else {}).text
+        node = page.split(f'data-task="{tree["sibling"].pk}"', 1)[1].split("</li>", 1)[0]
+        assert "another team&#x27;s employee" in node
+        assert "@clerk" not in page and "Secret payroll" not in page
+        assert tree["sibling"].employee.name not in page
+        assert f'href="/tasks/{tree["sibling"].pk}/"' not in page
+        assert "@lead" in page and "@one" in page  # their own team's are named
+
+    # Someone in Finance only, looking at the clerk's task that Ops' lead delegated.
+    finance = tree["sibling"].employee.team
+    asked, _ = task_create(
+        employee=tree["sibling"].employee,
+        title="Pay Kim",
+        input="z",
+        parent=tree["root"],
+        source=TaskSource.DELEGATION,
+        requested_by_employee=tree["root"].employee,
+        dispatch=False,
+    )
+    client.force_login(MembershipFactory(team=finance).user)
+    page = client.get(f"/tasks/{asked.pk}/").text
+    assert "@clerk" in page and "Secret payroll" in page  # Finance's own tasks
+    for hidden in ("@lead", "@one", "Onboard Kim", "Laptop for Kim"):
+        assert hidden not in page, hidden
+    assert tree["root"].employee.name not in page
+    assert "Delegated by another team&#x27;s employee" in page

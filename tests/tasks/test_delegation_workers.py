@@ -191,7 +191,7 @@ def test_a_cycle_is_refused_with_real_workers(model_server, team):
 
 
 def test_delegation_outside_the_lines_is_refused_and_the_manager_route_works(model_server, team):
-    finance = TeamFactory(name="Finance")
+    finance = TeamFactory(name="Finance", accepts_requests_from_other_teams=True)
     EmployeeFactory(handle="fin-lead", team=finance, is_manager=True)
     EmployeeFactory(handle="fin-clerk", team=finance)
 
@@ -236,13 +236,14 @@ def test_the_root_budget_stops_a_fan_out(model_server, team):
             return reply(
                 tool_calls=[_delegate("one"), _delegate("two"), _delegate("three")],
                 prompt_tokens=100,
-                completion_tokens=100,
+                completion_tokens=200,
             )
-        return delay(1, reply("done", prompt_tokens=900, completion_tokens=100))
+        return delay(1, reply("done", prompt_tokens=900, completion_tokens=1000))
 
     model_server.enqueue(dynamic(script))
-    # $0.001 a token: the lead spends $0.20; each child reserves $1.50 and spends $1.00.
-    env = _env(model_server, MODEL_PRICES='{"gpt-4o-mini": [1000, 1000]}')
+    # $0.001 an output token, prompts free: the lead spends $0.20; each child reserves $1.50
+    # (its 1500 output tokens) and spends $1.00.
+    env = _env(model_server, MODEL_PRICES='{"gpt-4o-mini": [0, 1000]}')
     cluster = Cluster(env)
     try:
         root, _ = task_create(employee=team["lead"], title="", input="Fan out", urgent=True)

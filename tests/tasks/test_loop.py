@@ -326,21 +326,19 @@ def test_prompt_injection_cannot_grant_a_tool_or_skip_an_approval(model_server, 
 # --- budgets ------------------------------------------------------------------------------------
 
 
-def test_turn_ceiling_stops_the_call_before_it_is_made(model_server, clerk):
+def test_turn_ceiling_limits_the_answer_not_the_prompt(model_server, clerk):
     clerk.max_tokens_per_turn = 100
     clerk.save()
-    task = _task(clerk, "x" * 3000)
-    assert run_task(task.pk) == TaskStatus.BUDGET_EXHAUSTED
-    assert model_server.calls == 0
-    approval = ApprovalRequest.objects.get(task=task, kind=ApprovalKind.BUDGET_RAISE)
-    assert approval.arguments["scope"] == "turn"
-    approval_decide(approval=approval, user=UserFactory(), decision="approved")
-    model_server.enqueue(reply("fits now"))
+    model_server.enqueue(reply("short answer"))
+    task = _task(clerk, "x" * 3000)  # a prompt far longer than 100 tokens
     assert run_task(task.pk) == TaskStatus.DONE
+    body = model_server.requests[-1]["body"]
+    assert (body.get("max_completion_tokens") or body.get("max_tokens")) == 100
 
 
 def test_task_ceiling_is_reserved_before_the_call_and_never_exceeded(model_server, clerk, settings):
-    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    # Output at $0.001 a token, prompts free: each call reserves its 3000 output tokens ($3).
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("1000"))}
     clerk.max_cost_per_task = Decimal("3.00")
     clerk.max_tokens_per_turn = 3000
     clerk.save()
@@ -352,29 +350,30 @@ def test_task_ceiling_is_reserved_before_the_call_and_never_exceeded(model_serve
                     ("http_request", {"method": "GET", "url": f"{url}?{len(body['messages'])}"})
                 ],
                 prompt_tokens=900,
-                completion_tokens=100,
+                completion_tokens=1000,
             )
         )
     )
     task = _task(clerk)
     assert run_task(task.pk) == TaskStatus.BUDGET_EXHAUSTED
+    assert model_server.calls == 1  # the second call could have cost $3 on top of $1 spent
     task.refresh_from_db()
-    assert task.cost <= Decimal("3.00") and task.reserved_cost == 0
+    assert task.cost == Decimal("1.00") and task.reserved_cost == 0
     approval = ApprovalRequest.objects.get(task=task, kind=ApprovalKind.BUDGET_RAISE)
     assert approval.arguments["scope"] == "task" and Decimal(
         approval.arguments["requested"]
-    ) >= Decimal("6.00")
+    ) >= Decimal("4.00")
     assert "of its $3.00 budget" in approval.reason
 
 
 def test_day_ceiling_counts_every_task_of_the_employee(model_server, clerk, settings):
-    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("1000"))}
     clerk.max_cost_per_day = Decimal("2.50")
     clerk.max_cost_per_task = Decimal("100")
     clerk.max_tokens_per_turn = 1500
     clerk.save()
     model_server.enqueue(
-        dynamic(lambda body: reply("done", prompt_tokens=400, completion_tokens=100))
+        dynamic(lambda body: reply("done", prompt_tokens=400, completion_tokens=500))
     )
     # Each call reserves 1500 tokens ($1.50) and spends 500 ($0.50): three fit in $2.50, not four.
     outcomes = [run_task(_task(clerk, f"job {n}").pk) for n in range(4)]
@@ -596,7 +595,8 @@ def test_a_read_only_tool_result_is_recorded_audited_and_seen_by_the_next_call(
 def test_a_read_only_result_is_kept_when_the_next_call_is_over_budget(
     model_server, clerk, lookup, settings
 ):
-    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    # Output at $0.001 a token: each call reserves $3, the first spends $0.10.
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("1000"))}
     clerk.max_cost_per_task = Decimal("3.00")
     clerk.max_tokens_per_turn = 3000
     clerk.save()

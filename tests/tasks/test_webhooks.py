@@ -226,9 +226,115 @@ def test_empty_body_is_a_bad_request(client, hook):
     _assert_nothing_created()
 
 
-def test_get_is_not_allowed(client, hook):
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_other_methods_are_not_allowed_with_a_one_line_reason(client, hook, method):
     endpoint, _ = hook
-    assert client.get(_url(endpoint)).status_code == 405
+    response = getattr(client, method)(_url(endpoint))
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    error = response.json()["error"]
+    assert "\n" not in error and error.startswith(f"{method.upper()} is not accepted here")
+    assert "POST" in error
+
+
+# --- what PostgreSQL cannot store, and other hostile bodies ---------------------------------------
+
+
+def test_a_nul_character_in_the_body_is_refused_with_what_to_do(client, hook):
+    endpoint, secret = hook
+    response = _post(client, endpoint, secret, b'{"type": "order.created", "note": "a\x00b"}')
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "NUL character (U+0000) at position 36" in error
+    assert "\\u0000" in error  # escape it in JSON instead
+    _assert_nothing_created()
+
+
+def test_a_lone_surrogate_encoded_in_the_body_is_refused_as_not_utf8(client, hook):
+    endpoint, secret = hook
+    headers = _signed(secret, b"placeholder")
+    body = b'{"type": "x", "note": "\xed\xa0\x80"}'
+    response = client.post(_url(endpoint), body, content_type="application/json", headers=headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "at position 23 encode a lone UTF-16 surrogate (U+D800)" in error
+    assert error.startswith("The body must be UTF-8 text")
+    _assert_nothing_created()
+
+
+def test_invalid_utf8_is_refused_naming_the_byte_and_its_position(client, hook):
+    endpoint, secret = hook
+    headers = _signed(secret, b"placeholder")
+    response = client.post(
+        _url(endpoint), b"caf\xe9 ok", content_type="text/plain", headers=headers
+    )
+    assert response.status_code == 400
+    assert "byte 0xe9 at position 3 is not valid UTF-8" in response.json()["error"]
+    _assert_nothing_created()
+
+
+@pytest.mark.parametrize(
+    ("body", "title"),
+    [
+        (b'{"title": "\\u0000", "subject": "Refund"}', "Refund"),
+        (b'{"title": "\\ud800 broken"}', "Webhook Orders"),
+        (b"[" * 100_000 + b"]" * 100_000, "Webhook Orders"),
+    ],
+    ids=["escaped-nul-title", "escaped-surrogate-title", "nested-too-deep"],
+)
+def test_json_the_body_keeps_verbatim_while_the_title_skips_what_cannot_be_stored(
+    client, hook, body, title
+):
+    endpoint, secret = hook
+    response = _post(client, endpoint, secret, body)
+    assert response.status_code == 202, response.json()
+    task = Task.objects.get()
+    assert task.input == body.decode() and task.title == title
+
+
+def test_a_nul_in_the_webhook_id_is_refused(client, hook):
+    endpoint, secret = hook
+    response = _post(client, endpoint, secret, msg_id="msg\x001")
+    assert response.status_code == 400
+    assert "webhook-id" in response.json()["error"] and "U+0000" in response.json()["error"]
+    _assert_nothing_created()
+
+
+FUZZ_BODIES = {
+    "nul-only": b"\x00",
+    "nul-at-the-end": EVENT + b"\x00",
+    "surrogate-pair-as-cesu8": b"\xed\xa0\xbd\xed\xb8\x80",
+    "truncated-utf8": "é".encode()[:1],
+    "overlong-utf8": b"\xc0\xaf",
+    "bom-only": b"\xef\xbb\xbf",
+    "just-whitespace": b" \t\r\n ",
+    "at-the-cap": b"x" * (256 * 1024),
+    "one-over-the-cap": b"x" * (256 * 1024 + 1),
+    "escaped-everything": json.dumps({"title": "\x00\ud800", "s": "\udfff" * 50}).encode(),
+    "control-characters": bytes(range(1, 32)),
+}
+
+
+@pytest.mark.parametrize("name", FUZZ_BODIES)
+def test_fuzzed_bodies_get_an_answer_never_a_500(hook, name):
+    from django.test import Client
+
+    endpoint, secret = hook
+    body = FUZZ_BODIES[name]
+    client = Client(raise_request_exception=False)
+    try:
+        headers = _signed(secret, body)
+    except UnicodeDecodeError:  # not UTF-8: it is refused before the signature is checked
+        headers = _signed(secret, b"placeholder")
+    response = client.post(_url(endpoint), body, content_type="application/json", headers=headers)
+    assert response.status_code < 500, response.content
+    assert "\n" not in response.json().get("error", "")
+    if response.status_code == 202:
+        task = Task.objects.get()
+        assert task.input == body.decode().strip()
+    else:
+        assert response.json()["error"]
+        _assert_nothing_created()
 
 
 def test_secret_is_stored_encrypted_and_decrypts_back(hook):

@@ -13,7 +13,17 @@ from django.db import connection, connections
 
 from employees.models import ToolPolicy
 from tasks.loop import run_task
-from tasks.models import DailySpend, OutboxEmail, OutboxStatus, RunStatus, Task, TaskStatus
+from tasks.models import (
+    DailySpend,
+    OutboxEmail,
+    OutboxStatus,
+    Run,
+    RunStatus,
+    Step,
+    StepKind,
+    Task,
+    TaskStatus,
+)
 from tasks.services import task_create
 from tests.aiworkforce.helpers import clean_env
 from tests.conftest import EmployeeFactory, ToolGrantFactory
@@ -121,6 +131,13 @@ def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
     assert smtp.received[0].recipients == ["ops@example.com"]
     assert OutboxEmail.objects.get().status == OutboxStatus.SENT
     assert model_server.calls == 1  # the recorded email step was not asked for again
+    # The killed worker's model call may have been answered and billed: its reservation was
+    # counted as spent (on the task and the day), and a step says so.
+    charged = Step.objects.get(task=task, kind=StepKind.NOTE, payload__has_key="charged")
+    assert Decimal(charged.payload["charged"]) > 0
+    spend = DailySpend.objects.get(employee=employee)
+    assert spend.reserved == 0 and spend.spent == task.cost
+    assert task.cost >= Decimal(charged.payload["charged"])
     assert list(task.runs.order_by("number").values_list("status", flat=True)) == [
         RunStatus.LOST,
         RunStatus.FINISHED,
@@ -128,7 +145,8 @@ def test_worker_killed_mid_task_the_task_completes_and_the_email_goes_out_once(
 
 
 def test_parallel_runs_of_one_employee_never_jointly_pass_the_day_ceiling(model_server, settings):
-    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("1000"), Decimal("1000"))}  # $0.001 a token
+    # $0.001 an output token, prompts free.
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("1000"))}
     employee = EmployeeFactory(
         handle="spender",
         max_cost_per_day=Decimal("2.00"),
@@ -137,7 +155,7 @@ def test_parallel_runs_of_one_employee_never_jointly_pass_the_day_ceiling(model_
     )
     # Each call reserves $1.50 up front; two at once would need $3.00 of a $2.00 day.
     model_server.enqueue(
-        dynamic(lambda body: delay(0.5, reply("done", prompt_tokens=400, completion_tokens=100)))
+        dynamic(lambda body: delay(0.5, reply("done", prompt_tokens=400, completion_tokens=500)))
     )
     tasks = [
         task_create(employee=employee, title="", input=f"job {n}", urgent=True)[0] for n in range(2)
@@ -207,3 +225,29 @@ def test_one_worker_runs_many_waiting_loops_at_once_on_a_small_pool(model_server
         cluster.stop()
     # One at a time would take 8 x 2 x 0.5 s = 8 s; four at a time about 2 s.
     assert elapsed < 5.5, f"took {elapsed:.1f}s"
+    # Each loop thread held its tasks under its own lease owner id.
+    owners = set(Run.objects.filter(task__in=ids).values_list("worker", flat=True))
+    assert len(owners) > 1, owners
+
+
+def test_each_worker_process_of_a_cluster_has_its_own_lease_owner_id(model_server, worker_env):
+    employee = EmployeeFactory(handle="twins", max_cost_per_task=Decimal("100"))
+    # Both calls wait, so the two tasks are held at the same time by the cluster's two workers.
+    model_server.enqueue(dynamic(lambda body: delay(1.5, reply("done"))))
+    cluster = Cluster({**worker_env, "Q_WORKERS": "2", "TASK_LEASE_SECONDS": "60"})
+    try:
+        tasks = [
+            task_create(employee=employee, title="", input=f"job {n}", urgent=True)[0]
+            for n in range(2)
+        ]
+        ids = [t.pk for t in tasks]
+        _wait(
+            lambda: Task.objects.filter(pk__in=ids, status=TaskStatus.DONE).count() == 2,
+            "both tasks to finish",
+            cluster=cluster,
+        )
+    finally:
+        cluster.stop()
+    owners = list(Run.objects.filter(task__in=ids).values_list("worker", flat=True))
+    pids = {owner.split(":")[1] for owner in owners}
+    assert len(set(owners)) == 2 and len(pids) == 2, owners

@@ -24,7 +24,10 @@ class Command(BaseCommand):
         if action == "status":
             self.stdout.write(embedded_db.status())
         elif action == "start":
-            socket_dir = embedded_db.ensure_running()
+            try:
+                socket_dir = embedded_db.ensure_running()
+            except embedded_db.EmbeddedDatabaseError as exc:
+                raise CommandError(str(exc)) from None
             self.stdout.write(
                 self.style.SUCCESS(f"Embedded PostgreSQL is running (socket in {socket_dir}).")
             )

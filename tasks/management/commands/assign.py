@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -27,11 +29,22 @@ PARKED = {
 
 
 class Command(BaseCommand):
-    help = 'Assign a task: assign HANDLE "instructions" [--urgent] [--wait] [--json]'
+    help = (
+        'Assign a task: assign HANDLE "instructions" | - | --file PATH [--urgent] [--wait] [--json]'
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("handle", help="The employee's handle, with or without @.")
-        parser.add_argument("instructions")
+        parser.add_argument(
+            "instructions",
+            nargs="?",
+            help="The instructions, or - to read them from standard input (for long ones).",
+        )
+        parser.add_argument(
+            "--file",
+            metavar="PATH",
+            help="Read the instructions from this UTF-8 text file (no length limit).",
+        )
         parser.add_argument("--title", default="", help="A short title (default: the first line).")
         parser.add_argument("--urgent", action="store_true", help="Run even outside working hours.")
         parser.add_argument("--wait", action="store_true", help="Run or wait until done or parked.")
@@ -40,7 +53,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
-    def handle(self, *args, handle: str, instructions: str, **options) -> None:
+    def handle(self, *args, handle: str, instructions: str | None, **options) -> None:
+        instructions = _instructions(instructions, options["file"])
         employee = Employee.objects.filter(handle=handle.lstrip("@")).first()
         if employee is None:
             known = ", ".join(Employee.objects.order_by("handle").values_list("handle", flat=True))
@@ -142,6 +156,51 @@ class Command(BaseCommand):
         if task.result:
             self.stdout.write(task.result)
         self.stdout.write(f"  tokens {outcome['tokens']}, cost ${task.cost:.6f}")
+
+
+def _instructions(argument: str | None, path: str | None) -> str:
+    """The instructions from the argument, standard input (-) or --file, with clear errors.
+
+    One command-line argument holds at most 128 kB on Linux; a file or a pipe has no limit.
+    """
+    if argument is not None and path is not None:
+        raise CommandError(
+            "Give the instructions either as an argument, as - (standard input) or with --file, "
+            "not both."
+        )
+    if argument is None and path is None:
+        raise CommandError(
+            'Give the instructions: as an argument ("..."), as - to read standard input, or '
+            "with --file PATH."
+        )
+    if argument is not None and argument != "-":
+        return argument
+    if path is not None:
+        source = str(path)
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot read the instructions file {path}: {exc.strerror or exc}."
+            ) from None
+        empty = f"{source} is empty: write the instructions in it, or give them another way."
+    else:
+        source = "Standard input"
+        if sys.stdin.isatty():
+            sys.stderr.write("Reading the instructions from standard input; end with Ctrl-D.\n")
+        stream = getattr(sys.stdin, "buffer", None)
+        data = stream.read() if stream is not None else sys.stdin.read().encode()
+        empty = "Standard input is empty: pipe the instructions in (… | assign HANDLE -)."
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
+            f"{exc.start}); save it as UTF-8 (or convert it, e.g. with iconv) and try again."
+        ) from None
+    if not text.strip():
+        raise CommandError(empty)
+    return text
 
 
 def _linked(task: Task):

@@ -10,8 +10,8 @@ from tasks.jobs import run_due
 class Command(BaseCommand):
     help = (
         "Materialise due duties, expire undecided approvals, escalate late delegations, "
-        "dispatch runnable tasks and "
-        "reclaim expired leases (one pass)."
+        "dispatch runnable tasks, "
+        "reclaim expired leases and retry outbox emails (one pass)."
     )
 
     def handle(self, *args, **options) -> None:
@@ -22,5 +22,8 @@ class Command(BaseCommand):
             f"{counts['overdue_delegations']} late delegations escalated, "
             f"{counts['dispatched']} tasks dispatched, "
             f"{counts['reclaimed']} expired leases reclaimed, "
-            f"{counts['resumed_documents']} stalled documents asked to be read again."
+            f"{counts['resumed_documents']} stalled documents asked to be read again, "
+            f"{counts['emails_sent']} outbox emails sent on a retry, "
+            f"{counts['emails_retrying']} to try again later, "
+            f"{counts['emails_failed']} given up."
         )

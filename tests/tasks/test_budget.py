@@ -1,0 +1,280 @@
+"""Budgets that fit real conversations, and stay exact under races and dead workers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from aiworkforce.audit import Actor
+from aiworkforce.models import AuditEntry
+from tasks import budget
+from tasks.loop import run_task
+from tasks.models import DailySpend, Run, RunStatus, Step, StepKind, Task, TaskStatus
+from tasks.services import task_cancel, task_claim, task_create
+from tests.conftest import EmployeeFactory
+from tests.fakes.openai_server import dynamic, error, reply
+
+pytestmark = pytest.mark.django_db
+
+
+def _task(employee, text="Please help the customer.") -> Task:
+    return task_create(employee=employee, title="", input=text, urgent=True)[0]
+
+
+def _email_thread(size: int) -> str:
+    """An ordinary customer e-mail thread of about `size` characters."""
+    message = (
+        "From: Dana Whitfield <dana.whitfield@example.com>\n"
+        "Subject: Re: Re: Order 48213 arrived damaged\n\n"
+        "Hello again, thank you for getting back to me so quickly. As I said in my first "
+        "message, the parcel arrived with the corner crushed and two of the six glasses were "
+        "broken. I have attached the photos you asked for, and the courier's delivery note. "
+        "Could you let me know whether you will send replacements or refund the two glasses? "
+        "I would prefer replacements if they can arrive before the 14th.\n\n"
+        "Kind regards,\nDana\n\n> On Monday, Support wrote:\n> Sorry to hear that...\n\n"
+    )
+    return (message * (size // len(message) + 1))[:size]
+
+
+@pytest.fixture
+def document_server():
+    """A plain HTTP server that answers every GET with a 60 kB JSON export."""
+    orders = [
+        {"order": 40000 + n, "customer": f"customer{n}@example.com", "status": "shipped"}
+        for n in range(900)
+    ]
+    body = json.dumps({"orders": orders}).encode()[:60_000]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/orders", len(body)
+    server.shutdown()
+    server.server_close()
+
+
+# --- budgets that fit real conversations --------------------------------------------------------
+
+
+def test_a_25_kB_request_finishes_under_the_default_budgets(model_server, clerk):
+    request = _email_thread(25_000)
+    model_server.enqueue(reply("Replacements are on their way."))
+    task = _task(clerk, request)
+    assert run_task(task.pk) == TaskStatus.DONE
+    task.refresh_from_db()
+    assert Decimal("0") < task.cost < clerk.max_cost_per_task and task.reserved_cost == 0
+    # The whole request reached the model: it fits gpt-4o-mini's window as it is.
+    sent = model_server.requests[-1]["body"]["messages"][1]["content"]
+    assert request.strip()[-200:] in sent and "cut to fit" not in sent
+
+
+def test_a_60_kB_tool_result_finishes_under_the_default_budgets(
+    model_server, clerk, document_server
+):
+    url, size = document_server
+    model_server.enqueue(
+        reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
+        reply("There are 900 shipped orders."),
+    )
+    task = _task(clerk, "How many orders were shipped?")
+    assert run_task(task.pk) == TaskStatus.DONE
+    tool_step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL, payload__status="ok")
+    assert len(tool_step.payload["result"]["body"]) == size
+    task.refresh_from_db()
+    assert task.cost < clerk.max_cost_per_task and task.reserved_cost == 0
+
+
+def test_a_prompt_over_the_window_is_made_to_fit_and_the_full_text_is_kept(
+    model_server, clerk, document_server, client, superuser
+):
+    url, size = document_server
+    clerk.context_window = 8192  # a small local model
+    clerk.save()
+    model_server.enqueue(
+        reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
+        reply("Summarised."),
+    )
+    task = _task(clerk, "Summarise the export.")
+    assert run_task(task.pk) == TaskStatus.DONE
+    sent = model_server.requests[-1]["body"]
+    assert len(json.dumps(sent["messages"])) < 8192 * 3
+    tool_message = next(m for m in sent["messages"] if m["role"] == "tool")
+    assert "cut to fit the model's context window" in tool_message["content"]
+    # The step keeps every byte; the model step says what was cut, and so does the task page.
+    tool_step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL, payload__status="ok")
+    assert len(tool_step.payload["result"]["body"]) == size
+    last_call = Step.objects.filter(task=task, kind=StepKind.LLM_CALL).order_by("seq").last()
+    context = last_call.payload["context"]
+    assert context["window"] == 8192 and context["cut"][0]["what"].startswith("tool result")
+    client.force_login(superuser)
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    assert "to fit its 8,192-token window: tool result" in page
+
+
+def test_the_oldest_turns_are_left_out_when_cutting_is_not_enough(model_server, clerk):
+    clerk.context_window = 4096
+    clerk.max_tokens_per_turn = 500
+    clerk.save()
+    url = model_server.base_url + "/x"
+    calls = [("http_request", {"method": "GET", "url": f"{url}?{n}"}) for n in range(6)]
+    model_server.enqueue(*[reply("x" * 2500, tool_calls=[call]) for call in calls], reply("ok"))
+    task = _task(clerk, "Check the six pages.")
+    assert run_task(task.pk) == TaskStatus.DONE
+    last = model_server.requests[-1]["body"]["messages"]
+    assert any("earlier turns of this task" in (m.get("content") or "") for m in last)
+    # Every tool result still follows the model answer that asked for it.
+    for index, message in enumerate(last):
+        if message["role"] == "tool":
+            asked = [m for m in last[:index] if m["role"] == "assistant"][-1]
+            assert message["tool_call_id"] in {c["id"] for c in asked["tool_calls"]}
+    final_call = Step.objects.filter(task=task, kind=StepKind.LLM_CALL).order_by("seq").last()
+    assert final_call.payload["context"]["dropped_turns"] >= 1
+
+
+# --- exact money -------------------------------------------------------------------------------
+
+
+def test_finished_tasks_keep_nothing_reserved(model_server, clerk, settings):
+    # 4001 output tokens at $0.50 a million: $0.0020005, one decimal more than the columns hold.
+    settings.MODEL_PRICES = {"gpt-4o-mini": (Decimal("0"), Decimal("0.5"))}
+    clerk.max_tokens_per_turn = 4001
+    clerk.save()
+    for number in range(3):
+        model_server.enqueue(reply("done", prompt_tokens=777, completion_tokens=33))
+        assert run_task(_task(clerk, f"help {number}").pk) == TaskStatus.DONE
+    assert set(Task.objects.values_list("reserved_cost", flat=True)) == {Decimal("0")}
+    assert DailySpend.objects.get(employee=clerk).reserved == 0
+
+
+def test_a_reservation_is_an_upper_bound_of_the_call_whatever_the_script(model_server, clerk):
+    # About one token per character: an estimate of three characters a token would be short.
+    request = "注文番号48213の荷物が破損して届きました。交換をお願いします。" * 300
+    model_server.enqueue(reply("承知しました。", prompt_tokens=len(request) + 2000))
+    task = _task(clerk, request)
+    assert run_task(task.pk) == TaskStatus.DONE
+    step = Step.objects.get(task=task, kind=StepKind.LLM_CALL)
+    assert Decimal(step.payload["reserved"]) >= step.cost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_calls_of_a_day_in_parallel_are_both_reserved():
+    employee = EmployeeFactory(handle="parallel", max_cost_per_day=Decimal("100"))
+    refusals = []
+    for _round in range(8):
+        DailySpend.objects.filter(employee=employee).delete()
+        tasks = [_task(employee, f"job {n}") for n in range(2)]
+        for task in tasks:
+            task_claim(task_id=task.pk, worker=f"w{task.pk}")
+        barrier = threading.Barrier(2)
+        outcomes = []
+
+        def reserve(task, barrier=barrier, outcomes=outcomes):
+            try:
+                task = Task.objects.select_related("employee").get(pk=task.pk)
+                barrier.wait()
+                outcomes.append(
+                    budget.budget_reserve(
+                        task=task,
+                        model="gpt-4o-mini",
+                        prompt_tokens=1000,
+                        output_tokens=1000,
+                        worker=f"w{task.pk}",
+                    )
+                )
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=reserve, args=(task,)) for task in tasks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        refusals += [o for o in outcomes if not isinstance(o, budget.Reservation)]
+    assert refusals == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server, clerk):
+    task = _task(clerk)
+
+    def cancel_then_fail(body):
+        from django.db import connection
+
+        try:
+            task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("t"), reason="stop")
+        finally:
+            connection.close()
+        return error(400, "bad request")
+
+    model_server.enqueue(dynamic(cancel_then_fail))
+    outcome = run_task(task.pk)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.CANCELLED and outcome == TaskStatus.CANCELLED
+    assert task.reserved_cost == 0
+    assert DailySpend.objects.get(employee=clerk).reserved == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_cancelled_while_its_loop_runs_finishes_its_run(model_server, clerk):
+    task = _task(clerk)
+
+    def cancel_then_answer(body):
+        from django.db import connection
+
+        try:
+            task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("t"), reason="stop")
+        finally:
+            connection.close()
+        return reply(tool_calls=[("create_task", {"title": "x", "instructions": "y"})])
+
+    model_server.enqueue(dynamic(cancel_then_answer))
+    assert run_task(task.pk) == TaskStatus.CANCELLED
+    assert Run.objects.get(task=task).status == RunStatus.FINISHED
+
+
+def test_a_dead_workers_reservation_is_charged_on_the_day_it_was_made(model_server, clerk):
+    task = _task(clerk)
+    claimed, _run = task_claim(task_id=task.pk, worker="dead-worker")
+    reservation = budget.budget_reserve(
+        task=claimed,
+        model="gpt-4o-mini",
+        prompt_tokens=2000,
+        output_tokens=4000,
+        worker="dead-worker",
+    )
+    assert isinstance(reservation, budget.Reservation)
+    # It reserved just before midnight, called the model, and died before writing the step.
+    yesterday = reservation.day - timedelta(days=1)
+    DailySpend.objects.filter(employee=clerk).update(day=yesterday)
+    Task.objects.filter(pk=task.pk).update(
+        reserved_day=yesterday, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    model_server.enqueue(reply("done", prompt_tokens=10, completion_tokens=10))
+    assert run_task(task.pk, worker="second-worker") == TaskStatus.DONE
+
+    task.refresh_from_db()
+    day = DailySpend.objects.get(employee=clerk, day=yesterday)
+    assert day.spent == reservation.amount and day.reserved == 0
+    assert task.cost > reservation.amount and task.reserved_cost == 0
+    note = Step.objects.get(task=task, kind=StepKind.NOTE)
+    assert note.payload["charged"] == str(reservation.amount)
+    assert "counted as spent" in note.payload["text"]
+    reclaimed = AuditEntry.objects.get(action="task.reclaimed", subject_id=str(task.pk))
+    assert reclaimed.data["charged"] == str(reservation.amount)

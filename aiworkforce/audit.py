@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
 from aiworkforce.models import ActorType, AuditEntry
+from aiworkforce.storable import storable_dumps
 
 GENESIS_HASH = "0" * 64
 
@@ -65,7 +65,7 @@ def _clean(action: str, data: dict | None) -> str:
         raise ValueError(
             f"audit action must be namespaced like 'employee.activated', got {action!r}"
         )
-    return json.dumps(redact(data or {}), cls=DjangoJSONEncoder)
+    return storable_dumps(redact(data or {}), cls=DjangoJSONEncoder)
 
 
 def _subject_fields(subject: models.Model | None) -> tuple[str, str, str]:

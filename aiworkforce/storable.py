@@ -72,3 +72,33 @@ def json_loads_bounded(text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("it is nested too deeply (more than about 900 levels)") from None
+
+
+def storable_copy(value: Any) -> Any:
+    """The value with each NUL and lone surrogate replaced by U+FFFD.
+
+    For what the loop records from the model and from tools (a web page fetched as text, the
+    model's own arguments): that must be kept, not refused, and the step must still be written.
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable_copy(key): storable_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_copy(item) for item in value]
+    return value
+
+
+def storable_dumps(value: Any, **kwargs) -> str:
+    """json.dumps of a value whose strings PostgreSQL's jsonb can hold (see storable_copy).
+
+    The escapes jsonb refuses show in the JSON text as \\u0000 or as a \\udXXX escape (also
+    used, in pairs, for emoji): only then is the value walked and copied.
+    """
+    text = json.dumps(value, **kwargs)
+    if "\\u0000" in text or "\\ud" in text:
+        text = json.dumps(storable_copy(value), **kwargs)
+    return text
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -78,6 +78,8 @@ _WAITING_FOR_PEOPLE = {"waiting_approval", "waiting_escalation", "budget_exhaust
 def _work_label(counts: dict[str, int]) -> tuple[str, str]:
     if counts.get("running"):
         return "Working", "work-running"
+    if counts.get("model_misconfigured"):  # every task of the employee will stop the same way
+        return "Model settings wrong", "work-problem"
     if _WAITING_FOR_PEOPLE & counts.keys():
         return "Waiting for a person", "work-waiting"
     if counts.get("waiting_children"):

@@ -14,7 +14,10 @@ from tasks import (
     admin_webhooks,  # noqa: F401 - registers the webhook admins
     services,
 )
-from tasks.models import DailySpend, OutboxEmail, Run, Step, Task, TaskSource
+from tasks.models import DailySpend, OutboxEmail, Run, Step, Task, TaskSource, TaskStatus
+
+# Stopped by the model: after an outage passed, or once a person fixed the model settings.
+RETRYABLE = {TaskStatus.MODEL_UNAVAILABLE, TaskStatus.MODEL_MISCONFIGURED}
 
 
 class RunInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -87,7 +90,7 @@ class TaskAdmin(admin.ModelAdmin):
         "requested_by_employee",
     ]
     inlines = [RunInline]
-    actions = ["cancel"]
+    actions = ["cancel", "retry"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -162,6 +165,29 @@ class TaskAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Cancelled {cancelled} task{'s' if cancelled != 1 else ''}.", messages.SUCCESS
         )
+
+    @admin.action(description="Retry selected tasks stopped by the model")
+    def retry(self, request, queryset) -> None:
+        """Queue again tasks stopped by the model; each resumes from its recorded steps."""
+        actor = Actor.for_user(request.user)
+        tasks = list(queryset.select_related("employee"))
+        retried = sum(
+            services.task_resume(
+                task=t,
+                from_statuses=RETRYABLE,
+                actor=actor,
+                reason=f"Retried by {request.user} after the model stopped it",
+            )
+            for t in tasks
+        )
+        skipped = len(tasks) - retried
+        text = f"Queued {retried} task{'s' if retried != 1 else ''} again."
+        if skipped:
+            text += (
+                f" {skipped} not retried: only tasks stopped by the model (model unavailable, "
+                "model settings wrong) can be."
+            )
+        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
 
 
 @admin.register(Run)

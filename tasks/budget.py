@@ -7,20 +7,20 @@ and checks the employee may still act, so a turn costs two statements before its
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
-from django.db.models import F, Value
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aiworkforce.llm import model_info, price_for
+from aiworkforce.llm.capabilities import known_context_window
 from aiworkforce.llm.pricing import MILLION
 from employees.models import EmployeeStatus
 from tasks.models import DailySpend, Task, TaskStatus
-from tasks.steps import Carry, loop_cursor, named_ctes
+from tasks.steps import Carry, loop_cursor, named_ctes, settle_parts, settle_write
 
 ACTING = (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW)
 # The money columns' precision: a reservation is rounded up to it, so what is added to a
@@ -33,6 +33,8 @@ class Reservation:
     amount: Decimal
     day: date
     max_tokens: int
+    # Names this reservation on the task row, so that it is settled once (tasks.steps).
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,15 +73,19 @@ class Plan:
     params: dict
 
     def reservation(self) -> Reservation:
-        return Reservation(amount=self.amount, day=self.day, max_tokens=self.max_tokens)
+        return Reservation(
+            amount=self.amount, day=self.day, max_tokens=self.max_tokens, id=self.params["rsv_id"]
+        )
 
 
 @dataclass(frozen=True)
 class CallLimits:
-    """One model call's room: the model's context window, and the tokens it may produce."""
+    """One model call's room: the window its prompt is fitted to, the tokens it may produce,
+    and the most prompt tokens the endpoint can bill (None when its window is not known)."""
 
     window: int
     output_tokens: int
+    billable_prompt: int | None
 
 
 def call_limits(*, task: Task, model: str) -> CallLimits:
@@ -88,23 +94,29 @@ def call_limits(*, task: Task, model: str) -> CallLimits:
     window = task.employee.context_window or info.context_window
     # The answer never takes more than half the window: the rest is for the prompt.
     output = max(1, min(_turn_limit(task), info.max_output, window // 2))
-    return CallLimits(window=window, output_tokens=output)
+    return CallLimits(
+        window=window, output_tokens=output, billable_prompt=known_context_window(model)
+    )
 
 
-def prompt_token_ceiling(messages: list[dict], tools_bytes: int, window: int) -> int:
+def prompt_token_ceiling(messages: list[dict], tools_bytes: int, billable: int | None) -> int:
     """The most prompt tokens one call can be billed for.
 
-    Byte-level tokenizers never make a token of less than one byte, and an endpoint refuses a
-    prompt longer than its window: so the smaller of the two bounds the bill whatever the
-    language (a Japanese e-mail has about one token per character, not per three).
+    Byte-level tokenizers never make a token of less than one byte, whatever the language (a
+    Japanese e-mail has about one token per character, not per three); and an endpoint whose
+    window is known refuses a longer prompt rather than bill it.
     """
     size = tools_bytes
     for message in messages:
-        size += len((message.get("content") or "").encode()) + 8
+        size += _bytes(message.get("content") or "") + 8
         for call in message.get("tool_calls", ()):
             function = call["function"]
-            size += len(function["name"]) + len((function.get("arguments") or "").encode()) + 16
-    return min(size, window)
+            size += _bytes(function["name"]) + _bytes(function.get("arguments") or "") + 16
+    return min(size, billable) if billable else size
+
+
+def _bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def budget_plan(
@@ -128,6 +140,7 @@ def budget_plan(
         "rsv_day_limit": employee.max_cost_per_day,
         "rsv_lease": timezone.now() + timedelta(seconds=settings.TASK_LEASE_SECONDS),
         "rsv_root": task.root_id,
+        "rsv_id": uuid.uuid4().hex[:16],
     }
     return Plan(amount=amount, day=day, max_tokens=output_tokens, params=params)
 
@@ -216,7 +229,7 @@ rsv_task AS (
     RETURNING 1
 ), rsv_reserved AS (
     UPDATE tasks_task SET reserved_cost = reserved_cost + %(rsv_amount)s,
-        reserved_day = %(rsv_day)s, lease_expires_at = %(rsv_lease)s
+        reserved_day = %(rsv_day)s, reservation_id = %(rsv_id)s, lease_expires_at = %(rsv_lease)s
     WHERE id = %(rsv_task)s AND EXISTS (SELECT 1 FROM rsv_day)
     RETURNING 1
 ), rsv_root_reserved AS (
@@ -292,25 +305,16 @@ def budget_settle(
     tokens_in: int = 0,
     tokens_out: int = 0,
 ) -> None:
-    """Replace a reservation by what the call cost (inside the step's transaction)."""
-    # GREATEST: after a reclaim the new owner has already zeroed this reservation.
-    Task.objects.filter(pk=task.pk).update(
-        reserved_cost=Greatest(F("reserved_cost") - reservation.amount, Value(Decimal("0"))),
-        cost=F("cost") + actual,
-        tokens_in=F("tokens_in") + tokens_in,
-        tokens_out=F("tokens_out") + tokens_out,
-    )
-    DailySpend.objects.filter(employee=task.employee_id, day=reservation.day).update(
-        reserved=Greatest(F("reserved") - reservation.amount, Value(Decimal("0"))),
-        spent=F("spent") + actual,
-    )
-    if task.root_id:
-        Task.objects.filter(pk=task.root_id).update(
-            descendants_cost=Greatest(
-                F("descendants_cost") - reservation.amount, Value(Decimal("0"))
-            )
-            + actual
+    """Replace a reservation by what the call cost, when no step carries the settlement."""
+    settle_write(
+        settle_parts(
+            task=task,
+            reservation=reservation,
+            cost=actual,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
         )
+    )
 
 
 def budget_release(*, task: Task, reservation: Reservation) -> None:

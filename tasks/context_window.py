@@ -16,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiworkforce.llm import estimate_tokens
+from tasks.context import MEMORIES_CLOSE, UNTRUSTED_CLOSE
 
 # Room kept free for the estimate's error (it counts about three characters a token).
 SAFETY_SHARE = 0.05
 # A text is cut first when it is longer than this share of the room for the prompt.
 TEXT_SHARE = 0.25
 MIN_KEPT_CHARS = 500
+CLOSING_MARKERS = (UNTRUSTED_CLOSE, MEMORIES_CLOSE)
 
 CUT_MARKER = (
     "\n[... cut to fit the model's context window: {kept:,} of {total:,} characters shown; "
@@ -73,7 +75,7 @@ def fit_to_window(
             f"is {window:,} tokens with {output_tokens:,} kept for its answer. Use a model with a "
             "larger window (or set the employee's context window if it is larger than assumed)."
         )
-    room_chars = max(0, (room - estimate_tokens(messages[:1], tools_chars)) * 3)
+    room_chars = max(0, (room - estimate_tokens(messages[:1], tools_chars)) * 3)  # ASCII-ish
     # 1. Every long text down to its share.
     share = max(MIN_KEPT_CHARS, int(room_chars * TEXT_SHARE))
     for message in _cuttable(head, turns):
@@ -86,13 +88,25 @@ def fit_to_window(
     while not fits() and len(turns) > 1:
         turns.pop(0)
         fitted.dropped_turns += 1
-    # 3. The longest texts left, cut further.
+    # 3. The longest texts left, cut further, while that still makes room.
     while not fits():
-        longest = max(_cuttable(head, turns), key=_length, default=None)
-        if longest is None or _length(longest) <= MIN_KEPT_CHARS:
-            break
-        excess = (estimate_tokens(_join(head, turns, fitted), tools_chars) - room) * 3
-        _cut(longest, max(MIN_KEPT_CHARS, _length(longest) - excess - 200), fitted)
+        shrinkable = [m for m in _cuttable(head, turns) if _shown(m, fitted) > MIN_KEPT_CHARS]
+        if not shrinkable:
+            raise ContextTooSmall(
+                f"Even with its long texts cut and {fitted.dropped_turns} earlier turns left "
+                f"out, this task's prompt needs about "
+                f"{estimate_tokens(_join(head, turns, fitted), tools_chars):,} tokens; the "
+                f"model's context window is {window:,} tokens with {output_tokens:,} kept for "
+                "its answer. Use a model with a larger window (or set the employee's context "
+                "window if it is larger than assumed)."
+            )
+        longest = max(shrinkable, key=lambda m: _shown(m, fitted))
+        excess = estimate_tokens(_join(head, turns, fitted), tools_chars) - room
+        original = fitted.originals.get(id(longest), longest["content"])
+        # Characters per token of this text, so a Japanese e-mail is not cut five times too far.
+        density = max(1.0, len(original) / max(1, _text_tokens(original)))
+        keep = _shown(longest, fitted) - int(excess * density) - 64
+        _cut(longest, max(MIN_KEPT_CHARS, keep), fitted)
     fitted.messages = _join(head, turns, fitted)
     return fitted
 
@@ -128,19 +142,32 @@ def _cuttable(head: list[dict], turns: list[list[dict]]) -> list[dict]:
     return [m for m in candidates if isinstance(m.get("content"), str)]
 
 
-def _length(message: dict) -> int:
-    return len(message.get("content") or "")
+def _shown(message: dict, fitted: Fitted) -> int:
+    """How many characters of the message's own text the model is shown (marker not counted)."""
+    return fitted.shown.get(id(message), len(message.get("content") or ""))
+
+
+def _text_tokens(text: str) -> int:
+    return estimate_tokens([{"content": text}], 0)
 
 
 def _cut(message: dict, keep: int, fitted: Fitted) -> None:
-    """Show only the first `keep` characters of a text, with the marker saying so."""
+    """Show only the first `keep` characters of a text, with the marker saying so.
+
+    A block's closing marker (the untrusted input's, the memories') stays, so what follows
+    is never read as part of the block.
+    """
     original = fitted.originals.setdefault(id(message), message["content"])
-    shown = fitted.shown.get(id(message), len(original))
-    if shown <= keep:
+    if _shown(message, fitted) <= keep:
         return
     kept = original[: max(0, keep)]
     fitted.shown[id(message)] = len(kept)
-    message["content"] = kept + CUT_MARKER.format(kept=len(kept), total=len(original))
+    closing = next((c for c in CLOSING_MARKERS if original.rstrip().endswith(c)), "")
+    message["content"] = (
+        kept
+        + CUT_MARKER.format(kept=len(kept), total=len(original))
+        + (f"\n{closing}" if closing else "")
+    )
     what = _describe(message, original)
     fitted.cut = [entry for entry in fitted.cut if entry["what"] != what]
     fitted.cut.append({"what": what, "chars": len(original), "kept": len(kept)})

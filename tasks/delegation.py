@@ -27,8 +27,13 @@ from employees.models import Employee, EmployeeStatus, ToolGrant
 from tasks.models import FINISHED_STATUSES, Task, TaskSource, TaskStatus
 
 # A child in one of these states has something to report to the task that waits for it:
-# finished, handed to a person, or stopped because its model endpoint is down.
-REPORTABLE = {*FINISHED_STATUSES, TaskStatus.WAITING_ESCALATION, TaskStatus.MODEL_UNAVAILABLE}
+# finished, handed to a person, or stopped by its model (endpoint down, or settings wrong).
+REPORTABLE = {
+    *FINISHED_STATUSES,
+    TaskStatus.WAITING_ESCALATION,
+    TaskStatus.MODEL_UNAVAILABLE,
+    TaskStatus.MODEL_MISCONFIGURED,
+}
 KEEP_WAITING = "Keep waiting"
 CONTINUE_WITHOUT = "Continue without it"
 TOOL_NAME = "delegate"
@@ -205,6 +210,13 @@ def delegation_outcome(child: Task) -> tuple[str, dict] | None:
             **base,
             "error": f"Delegated task #{child.pk} for {who} stopped: its model is unavailable "
             f"({child.status_reason[:300]}).",
+        }
+    if child.status == TaskStatus.MODEL_MISCONFIGURED:
+        # Not an outage: waiting will not help until a person fixes the settings.
+        return "error", {
+            **base,
+            "error": f"Delegated task #{child.pk} for {who} stopped: its model settings are "
+            f"wrong, so it cannot work until a person fixes them ({child.status_reason[:300]}).",
         }
     if child.status == TaskStatus.WAITING_ESCALATION:
         return "ok", {

@@ -19,7 +19,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, redact
-from aiworkforce.llm import OFFLINE_LABEL, ModelUnavailable, provider_for
+from aiworkforce.llm import (
+    OFFLINE_LABEL,
+    ModelMisconfigured,
+    ModelTimedOut,
+    ModelUnavailable,
+    provider_for,
+)
+from aiworkforce.storable import storable_copy
 from employees.embeddings import EmbeddingError
 from employees.memory import memories_still_visible, memory_recall, request_embedding
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
@@ -313,7 +320,10 @@ def _audit_part(state: LoopState, action: str, data: dict, when: str = GUARDED) 
 
 def _park(state: LoopState, status: str, reason: str) -> None:
     _flush(state)
-    services.task_release(task=state.task, status=status, reason=reason, worker=state.worker)
+    if not services.task_release(
+        task=state.task, status=status, reason=reason, worker=state.worker
+    ):
+        _stop(state)  # cancelled or reclaimed meanwhile: report what it is now
     state.outcome = status
     raise Parked
 
@@ -327,11 +337,13 @@ def _park_with(state: LoopState, status: str, reason: str, write) -> None:
     _flush(state)
     with transaction.atomic():
         write()
-        if not services.task_release(
+        released = services.task_release(
             task=state.task, status=status, reason=reason, worker=state.worker
-        ):
+        )
+        if not released:
             transaction.set_rollback(True)
-            raise Parked
+    if not released:
+        _stop(state)  # cancelled or reclaimed meanwhile: nothing was written
     state.outcome = status
     raise Parked
 
@@ -348,7 +360,7 @@ def _call_model(
     reservation = budget.budget_reserve(
         task=task,
         model=provider.model,
-        prompt_tokens=budget.prompt_token_ceiling(messages, tools_bytes, limits.window),
+        prompt_tokens=budget.prompt_token_ceiling(messages, tools_bytes, limits.billable_prompt),
         output_tokens=limits.output_tokens,
         worker=state.worker,
         carry=carried,
@@ -362,7 +374,7 @@ def _call_model(
             state.on_step(carried[0])
     if isinstance(reservation, budget.NotOurs):
         if reservation.employee_status is None:
-            raise Parked  # another worker reclaimed the task: stop without writing anything
+            _stop(state)  # cancelled or reclaimed: stop without writing anything
         _check_employee(state, reservation.employee_status)
     if isinstance(reservation, budget.BudgetRefusal):
         _ask_for_budget(state, reservation)
@@ -375,11 +387,19 @@ def _call_model(
             temperature=float(task.employee.temperature),
         )
     except ModelUnavailable as exc:
-        # Released first, on its own: if the task was cancelled meanwhile, the guarded step
-        # below stops the loop, and the reservation must not be rolled back with it.
-        budget.budget_release(task=task, reservation=reservation)
-        _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
-        _park(state, TaskStatus.MODEL_UNAVAILABLE, str(exc))
+        # Settled first, on its own: if the task was cancelled meanwhile, the guarded step
+        # below stops the loop, and the settlement must not be rolled back with it. A call
+        # that timed out may have been answered and billed all the same: charged as spent.
+        error = {"error": str(exc), "model": provider.model}
+        if isinstance(exc, ModelTimedOut):
+            budget.budget_settle(task=task, reservation=reservation, actual=reservation.amount)
+            error["charged"] = str(reservation.amount)
+        else:
+            budget.budget_release(task=task, reservation=reservation)
+        _record(state, StepKind.ERROR, error)
+        misconfigured = isinstance(exc, ModelMisconfigured)
+        status = TaskStatus.MODEL_MISCONFIGURED if misconfigured else TaskStatus.MODEL_UNAVAILABLE
+        _park(state, status, str(exc))
     except BaseException:
         budget.budget_release(task=task, reservation=reservation)
         raise
@@ -406,11 +426,10 @@ def _call_model(
     }
     settle = settle_parts(
         task=task,
-        reserved=reservation.amount,
+        reservation=reservation,
         cost=completion.cost,
         tokens_in=completion.prompt_tokens,
         tokens_out=completion.completion_tokens,
-        day=reservation.day,
     )
     try:
         if completion.tool_calls:
@@ -484,7 +503,8 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
     """
     if completion.refusal:
         _escalate_refusal(state, completion, llm_payload, numbers, reservation)
-    result = (completion.content or "").strip() or "(no summary)"
+    # The model's words may hold what PostgreSQL cannot store (a NUL): kept, replaced by U+FFFD.
+    result = storable_copy((completion.content or "").strip()) or "(no summary)"
     if completion.offline and not result.startswith(OFFLINE_LABEL):
         result = f"{OFFLINE_LABEL} {result}"
     still_ours = "EXISTS (SELECT 1 FROM released)"
@@ -902,11 +922,10 @@ def _escalate_refusal(
     task = state.task
     settle = settle_parts(
         task=task,
-        reserved=reservation.amount,
+        reservation=reservation,
         cost=completion.cost,
         tokens_in=completion.prompt_tokens,
         tokens_out=completion.completion_tokens,
-        day=reservation.day,
     )
 
     def ask() -> None:

@@ -18,6 +18,8 @@ class TaskStatus(models.TextChoices):
     WAITING_HOURS = "waiting_hours", "Waiting for working hours"
     BUDGET_EXHAUSTED = "budget_exhausted", "Budget exhausted"
     MODEL_UNAVAILABLE = "model_unavailable", "Model unavailable"
+    # The endpoint refused the request itself (wrong model name, key, endpoint): not an outage.
+    MODEL_MISCONFIGURED = "model_misconfigured", "Model settings wrong"
     PAUSED = "paused", "Paused"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
@@ -91,6 +93,8 @@ class Task(models.Model):
     # The day (in the employee's time zone) whose spend row holds that reservation: a dead
     # worker's reservation is settled there, not on the day it is found.
     reserved_day = models.DateField(null=True, blank=True)
+    # Which reservation that is: only its maker settles it, unless a reclaim charged it first.
+    reservation_id = models.CharField(max_length=32, blank=True)
     # On a root task only: what the tasks delegated below it spent and have reserved, so their
     # cost counts against the root's ceiling (kept up to date by the budget statements).
     descendants_cost = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))

@@ -12,13 +12,11 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q, Value
-from django.db.models.functions import Greatest
+from django.db.models import Q
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_insert_sql, audit_log
@@ -26,10 +24,7 @@ from aiworkforce.storable import validate_storable
 from employees.models import Employee, EmployeeStatus, Team, ToolGrant
 from tasks.models import (
     FINISHED_STATUSES,
-    DailySpend,
     Run,
-    Step,
-    StepKind,
     Task,
     TaskPriority,
     TaskSource,
@@ -183,20 +178,34 @@ def enqueue_run(task_id: int) -> None:
 
 # One statement claims the task, marks a dead worker's run as lost, starts our run and writes
 # the audit entry. The row lock (SKIP LOCKED) and the status condition make it a compare-and-swap.
+# Invariant (money): a dead worker's unsettled reservation is charged as spent, on the task and
+# on the day it was reserved, in the same statement that takes the task from it, so a crash can
+# neither lose the charge nor leave the day's money reserved. (Its root request's
+# descendants_cost already counts it: there, reserved simply becomes spent.)
 _CLAIM_SQL = """
 WITH old AS (
-    SELECT id, status, lease_owner, reserved_cost, reserved_day FROM tasks_task
+    SELECT id, status, lease_owner, reserved_cost, reserved_day, employee_id FROM tasks_task
     WHERE id = %(task)s
       AND ((status = 'queued' AND (due_at IS NULL OR due_at <= now()))
            OR (status = 'running' AND lease_expires_at < now()))
     FOR UPDATE SKIP LOCKED
+), charge AS (
+    SELECT CASE WHEN old.status = 'running' THEN old.reserved_cost ELSE 0 END AS amount,
+        coalesce(old.reserved_day, (now() AT TIME ZONE ce.timezone)::date) AS day
+    FROM old JOIN employees_employee ce ON ce.id = old.employee_id
 ), claimed AS (
     UPDATE tasks_task t SET status = 'running', status_reason = '', lease_owner = %(worker)s,
         lease_expires_at = now() + make_interval(secs => %(lease)s), reserved_cost = 0,
-        reserved_day = NULL, started_at = coalesce(t.started_at, now()), updated_at = now()
-    FROM old WHERE t.id = old.id
-    RETURNING old.status AS old_status, old.lease_owner AS old_owner, old.reserved_cost AS old_reserved,
-        old.reserved_day AS old_reserved_day, {task_columns}
+        reserved_day = NULL, reservation_id = '', cost = t.cost + charge.amount,
+        started_at = coalesce(t.started_at, now()), updated_at = now()
+    FROM old, charge WHERE t.id = old.id
+    RETURNING old.status AS old_status, old.lease_owner AS old_owner, charge.amount AS charged,
+        {task_columns}
+), charge_day AS (
+    UPDATE tasks_dailyspend d SET reserved = GREATEST(d.reserved - charge.amount, 0),
+        spent = d.spent + charge.amount
+    FROM old, charge
+    WHERE charge.amount > 0 AND d.employee_id = old.employee_id AND d.day = charge.day
 ), lost AS (
     UPDATE tasks_run SET status = 'lost', finished_at = now(), error = 'the lease of its worker expired'
     WHERE task_id = %(task)s AND status = 'running'
@@ -207,9 +216,21 @@ WITH old AS (
         %(worker)s, now(), ''
     WHERE EXISTS (SELECT 1 FROM claimed)
     RETURNING id, number, started_at
+), charge_note AS (
+    INSERT INTO tasks_step
+        (task_id, run_id, seq, kind, payload, tokens_in, tokens_out, cost, latency_ms, created_at)
+    SELECT %(task)s, run.id,
+        (SELECT coalesce(max(seq), 0) + 1 FROM tasks_step WHERE task_id = %(task)s), 'note',
+        jsonb_build_object(
+            'charged', charge.amount::text,
+            'text', 'The worker running this task stopped during a model call; the call''s '
+                || 'reservation of $' || charge.amount::text || ' was counted as spent, since '
+                || 'the endpoint may have answered (and billed) it.'),
+        0, 0, 0, 0, now()
+    FROM run, charge WHERE charge.amount > 0
 ), audit AS ({audit})
 SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
-    claimed.old_reserved, claimed.old_reserved_day,
+    claimed.charged,
     {entity_columns}
 FROM run, claimed
     JOIN employees_employee e ON e.id = claimed.employee_id
@@ -297,18 +318,16 @@ def task_claim(*, task_id: int, worker: str | None = None) -> tuple[Task, Run] |
         time.sleep(0.02 * (attempt + 1))
     if row is None:
         return None
-    run_id, number, started_at, old_status, old_owner, old_reserved, old_day = row[:7]
-    task = _claimed_task(row[7:])
+    run_id, number, started_at, old_status, old_owner, charged = row[:6]
+    task = _claimed_task(row[6:])
     run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
     if old_status == TaskStatus.RUNNING:
-        with transaction.atomic():
-            charged = _settle_dead_reservation(task=task, run=run, amount=old_reserved, day=old_day)
-            audit_log(
-                action="task.reclaimed",
-                actor=Actor.system(f"worker {worker}"),
-                subject=task,
-                data={"from": old_owner, "charged": str(charged)},
-            )
+        audit_log(
+            action="task.reclaimed",
+            actor=Actor.system(f"worker {worker}"),
+            subject=task,
+            data={"from": old_owner, "charged": str(charged)},
+        )
     return task, run
 
 
@@ -325,41 +344,6 @@ def _claimed_task(values) -> Task:
         ToolGrant.from_db(connection.alias, _GRANT_FIELDS, grant) for grant in values[-1] or []
     ]
     return task
-
-
-def _settle_dead_reservation(*, task: Task, run: Run, amount: Decimal, day) -> Decimal:
-    """A dead worker's reservation for a call that never settled is counted as spent.
-
-    The worker may have died after the model answered, and the endpoint bills that call
-    whether or not its step was written: the worst case is charged, on the day it was
-    reserved, and a step on the task says so. (A slow worker that settles after all adds its
-    real cost on top: counted twice, never missed.)
-    """
-    if not amount:
-        return Decimal("0")
-    Task.objects.filter(pk=task.pk).update(cost=F("cost") + amount)
-    task.cost += amount
-    DailySpend.objects.filter(
-        employee=task.employee_id, day=day or timezone.localdate(timezone=task.employee.tzinfo)
-    ).update(
-        reserved=Greatest(F("reserved") - amount, Value(Decimal("0"))), spent=F("spent") + amount
-    )
-    # The root request's descendants_cost already counts it: reserved becomes spent there too.
-    last = Step.objects.filter(task=task).aggregate(last=Max("seq"))["last"] or 0
-    Step.objects.create(
-        task=task,
-        run=run,
-        seq=last + 1,
-        kind=StepKind.NOTE,
-        cost=Decimal("0"),
-        payload={
-            "charged": str(amount),
-            "text": f"The worker running this task stopped during a model call; the call's "
-            f"reservation of ${amount:.6f} was counted as spent, since the endpoint may have "
-            "answered (and billed) it.",
-        },
-    )
-    return amount
 
 
 def task_release(

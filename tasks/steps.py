@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 
+from aiworkforce.storable import storable_copy, storable_dumps
 from tasks.models import Run, Step, Task
 
 STEP_INSERT = (
@@ -112,7 +113,7 @@ def step_parts(
     """
     # Serialised once: the same text is sent to the database and read back as the payload
     # the loop keeps (what a reload would give: dates and decimals as strings).
-    payload_json = json.dumps(payload, cls=DjangoJSONEncoder)
+    payload_json = storable_dumps(payload, cls=DjangoJSONEncoder)
     step_sql = STEP_INSERT + (f" WHERE {when}" if when else "") + " RETURNING id, created_at"
     values = [task.pk, run.pk, seq, kind, payload_json, tokens_in, tokens_out, cost, latency_ms]
     step = Step(
@@ -163,7 +164,7 @@ def step_params(
         run.pk,
         seq,
         kind,
-        json.dumps(payload, cls=DjangoJSONEncoder),
+        storable_dumps(payload, cls=DjangoJSONEncoder),
         tokens_in,
         tokens_out,
         cost,
@@ -172,26 +173,63 @@ def step_params(
 
 
 def settle_parts(
-    *, task: Task, reserved: Decimal, cost: Decimal, tokens_in: int, tokens_out: int, day
+    *, task: Task, reservation, cost: Decimal, tokens_in: int = 0, tokens_out: int = 0
 ) -> list[Part]:
-    """Replace a reservation by what a model call cost, on the task and on the day."""
-    return [
+    """Replace a reservation by what a model call cost: on the task, its day and its root.
+
+    Invariant (money): a reservation is taken off once. It is settled by the worker that made
+    it while the task row still names it (reservation_id); if a reclaim charged it as spent
+    first, a late settlement adds only what the call cost beyond it.
+    """
+    reserved, rid = reservation.amount, reservation.id
+    # SET sees the row as it was: "mine" while the row still names this reservation, which it
+    # then marks settled (rid + "!"), so RETURNING tells the day and root rows which case it was.
+    mine = "(SELECT mine FROM settle_task)"
+    parts: list[Part] = [
         (
             "settle_task",
-            # GREATEST: after a reclaim the new owner has already zeroed this reservation.
-            "UPDATE tasks_task SET reserved_cost = GREATEST(reserved_cost - %s, 0), "
-            "cost = cost + %s, tokens_in = tokens_in + %s, tokens_out = tokens_out + %s "
-            "WHERE id = %s",
-            [reserved, cost, tokens_in, tokens_out, task.pk],
+            "UPDATE tasks_task SET "
+            "reserved_cost = CASE WHEN reservation_id = %s THEN GREATEST(reserved_cost - %s, 0) "
+            "ELSE reserved_cost END, "
+            "cost = cost + CASE WHEN reservation_id = %s THEN %s ELSE GREATEST(%s - %s, 0) END, "
+            "reservation_id = CASE WHEN reservation_id = %s THEN %s ELSE reservation_id END, "
+            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s WHERE id = %s "
+            "RETURNING reservation_id = %s AS mine",
+            [
+                *(rid, reserved),
+                *(rid, cost, cost, reserved),
+                *(rid, f"{rid}!"),
+                *(tokens_in, tokens_out, task.pk),
+                f"{rid}!",
+            ],
         ),
         (
             "settle_day",
-            "UPDATE tasks_dailyspend SET reserved = GREATEST(reserved - %s, 0), "
-            "spent = spent + %s WHERE employee_id = %s AND day = %s",
-            [reserved, cost, task.employee_id, day],
+            f"UPDATE tasks_dailyspend SET "  # noqa: S608 - fixed fragments
+            f"reserved = CASE WHEN {mine} THEN GREATEST(reserved - %s, 0) ELSE reserved END, "
+            f"spent = spent + CASE WHEN {mine} THEN %s ELSE GREATEST(%s - %s, 0) END "
+            "WHERE employee_id = %s AND day = %s",
+            [reserved, cost, cost, reserved, task.employee_id, reservation.day],
         ),
-        *root_settle_parts(task=task, reserved=reserved, cost=cost),
     ]
+    if task.root_id:
+        parts.append(
+            (
+                "settle_root",
+                f"UPDATE tasks_task SET descendants_cost = CASE WHEN {mine} "  # noqa: S608
+                "THEN GREATEST(descendants_cost - %s, 0) + %s "
+                "ELSE descendants_cost + GREATEST(%s - %s, 0) END WHERE id = %s",
+                [reserved, cost, cost, reserved, task.root_id],
+            )
+        )
+    return parts
+
+
+def settle_write(parts: list[Part]) -> None:
+    """Run settle_parts on their own, as one statement."""
+    sql = "WITH " + ", ".join(f"{name} AS ({body})" for name, body, _ in parts) + " SELECT 1"
+    with loop_cursor() as cursor:
+        cursor.execute(sql, [value for _, _, part_params in parts for value in part_params])
 
 
 def root_settle_parts(
@@ -230,13 +268,13 @@ def release_part(
     params: list = [status, reason[:500]]
     if result is not None:
         sets += ", result = %s"
-        params.append(result)
+        params.append(storable_copy(result))
     if finished:
         sets += ", finished_at = now()"
     if settle is not None:
         sets += (
             ", reserved_cost = GREATEST(reserved_cost - %s, 0), cost = cost + %s, "
-            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s"
+            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s, reservation_id = ''"
         )
         params.extend(settle)
     return (

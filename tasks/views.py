@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -10,7 +13,7 @@ from django.views.decorators.http import require_GET
 from aiworkforce.http import HtmxHttpRequest
 from approvals.models import ApprovalRequest, Escalation
 from tasks.delegation import tree_is_live
-from tasks.models import OutboxStatus, TaskStatus
+from tasks.models import OutboxStatus, Task, TaskStatus
 from tasks.selectors import (
     task_for_user,
     task_memories,
@@ -59,11 +62,34 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "live": not task.is_finished,
         "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
         "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),
+        "model_settings": _model_settings(task),
     }
     template = "tasks/task_detail.html"
     if request.htmx and not request.htmx.boosted:
         template += "#trace"
     return render(request, template, context)
+
+
+def _model_settings(task: Task) -> dict | None:
+    """What to check when the endpoint refused the task's requests (never the key itself)."""
+    if task.status != TaskStatus.MODEL_MISCONFIGURED:
+        return None
+    employee = task.employee
+    return {
+        "model": employee.model_name or settings.DEFAULT_MODEL,
+        "model_is_own": bool(employee.model_name),
+        "endpoint": _without_credentials(employee.model_base_url or settings.OPENAI_BASE_URL),
+        "endpoint_is_own": bool(employee.model_base_url),
+    }
+
+
+def _without_credentials(url: str) -> str:
+    """The endpoint as people may see it: no user:password@, no query (which may hold a key)."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @require_GET

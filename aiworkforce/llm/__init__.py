@@ -12,6 +12,7 @@ from aiworkforce.llm.types import (
     ChatProvider,
     Completion,
     ModelMisconfigured,
+    ModelTimedOut,
     ModelUnavailable,
     ToolCall,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Completion",
     "ModelInfo",
     "ModelMisconfigured",
+    "ModelTimedOut",
     "ModelUnavailable",
     "OfflineEngine",
     "OpenAIProvider",
@@ -55,9 +57,10 @@ class _RefusedEndpoint:
         self.model, self.base_url = model, base_url
 
     def complete(self, **kwargs):
-        raise ModelUnavailable(
-            f"The employee's model endpoint {self.base_url} is not in OPENAI_ALLOWED_BASE_URLS, "
-            "so the API key is not sent there."
+        # A setting to fix, not an outage: the task parks as "Model settings wrong".
+        raise ModelMisconfigured(
+            f"Configuration problem: the employee's model endpoint {self.base_url} is not in "
+            "OPENAI_ALLOWED_BASE_URLS, so the API key is not sent there."
         )
 
 

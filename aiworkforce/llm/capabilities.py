@@ -108,6 +108,18 @@ def model_info(model: str) -> ModelInfo:
     return info
 
 
+def known_context_window(model: str) -> int | None:
+    """The model's window when the table or the deployment names the model, else None.
+
+    Only such a window bounds what an endpoint can bill for one prompt: the default for
+    unknown models and an employee's own setting are assumptions, not the endpoint's limit.
+    """
+    overrides: dict[str, dict] = settings.MODEL_CAPABILITIES
+    if _longest_match(KNOWN_MODELS, model) is None and _longest_match(overrides, model) is None:
+        return None
+    return model_info(model).context_window
+
+
 def _longest_match(table: dict, model: str) -> str | None:
     """The table's key equal to the model's name, else the longest key the name starts with."""
     best: str | None = None

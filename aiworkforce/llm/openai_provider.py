@@ -16,7 +16,13 @@ from openai.types.completion_usage import CompletionUsage
 
 from aiworkforce.llm.capabilities import TOKEN_PARAMETERS, model_info
 from aiworkforce.llm.pricing import cost_of, price_for, unknown_price_warning
-from aiworkforce.llm.types import Completion, ModelMisconfigured, ModelUnavailable, ToolCall
+from aiworkforce.llm.types import (
+    Completion,
+    ModelMisconfigured,
+    ModelTimedOut,
+    ModelUnavailable,
+    ToolCall,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +143,7 @@ class OpenAIProvider:
                     *correction,
                 )
             except openai.APITimeoutError:
-                raise ModelUnavailable(
+                raise ModelTimedOut(
                     f"The model endpoint did not answer within {settings.LLM_TIMEOUT_SECONDS}s "
                     f"({settings.LLM_MAX_RETRIES + 1} attempts)."
                 ) from None
@@ -166,7 +172,8 @@ class OpenAIProvider:
             latency_ms=latency_ms,
             warnings=[] if known else [unknown_price_warning(self.model)],
             cost=cost_of(self.model, prompt_tokens, completion_tokens),
-            refusal=message.refusal or None,
+            # Some compatible servers send "" or whitespace for "no refusal".
+            refusal=(message.refusal or "").strip() or None,
             reasoning_tokens=reasoning_tokens,
         )
 

@@ -53,15 +53,24 @@ def unknown_price_warning(model: str) -> str:
 
 
 def estimate_tokens(messages: list[dict], tools_chars: int) -> int:
-    """A deliberately generous estimate of prompt tokens (about 3 characters a token).
+    """A deliberately generous estimate of prompt tokens, for fitting a prompt to a window.
 
-    tools_chars is the length of the tools' JSON, computed once per run by the caller.
+    About three characters a token for ASCII text, and every other character counted as more
+    than a token (Japanese or Chinese text has about one token per character): each text
+    counts (2 x UTF-8 bytes - characters) / 3. tools_chars is the length of the tools' JSON,
+    computed once per run by the caller. (The budget's reservation does not use this: it
+    bounds the bill by bytes, see tasks.budget.prompt_token_ceiling.)
     """
-    chars = tools_chars
+    units = tools_chars
     for message in messages:
-        chars += len(message.get("content") or "") + 16
+        units += _units(message.get("content") or "") + 16
         for call in message.get("tool_calls", ()):
-            chars += (
-                len(call["function"]["name"]) + len(call["function"].get("arguments") or "") + 32
-            )
-    return chars // 3 + 16
+            units += _units(call["function"]["name"]) + 32
+            units += _units(call["function"].get("arguments") or "")
+    return units // 3 + 16
+
+
+def _units(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return 2 * len(text.encode("utf-8", "surrogatepass")) - len(text)

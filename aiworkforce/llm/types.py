@@ -50,6 +50,10 @@ class ModelUnavailable(Exception):
     """The endpoint failed after every retry, or refused the request; the message is for people."""
 
 
+class ModelTimedOut(ModelUnavailable):
+    """The endpoint did not answer in time: it may still have answered, and billed, the call."""
+
+
 class ModelMisconfigured(ModelUnavailable):
     """The endpoint refused the request itself (400/401/403/404...): no retry can help.
 

@@ -14,4 +14,10 @@ class Migration(migrations.Migration):
             name="reserved_day",
             field=models.DateField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name="task",
+            name="reservation_id",
+            field=models.CharField(blank=True, default="", max_length=32),
+            preserve_default=False,
+        ),
     ]

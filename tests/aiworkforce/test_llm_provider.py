@@ -208,3 +208,11 @@ def test_a_refusal_is_returned_as_the_answer(model_server):
         "role": "assistant",
         "content": "I can't help with that request.",
     }
+
+
+@pytest.mark.parametrize("content", ["Here is the summary.", None])
+def test_a_refusal_of_only_whitespace_is_no_refusal(model_server, content):
+    model_server.enqueue(reply(content, refusal=" \n\t "))
+    completion = _complete(_provider(model_server))
+    assert completion.refusal is None
+    assert completion.as_message() == {"role": "assistant", "content": content}

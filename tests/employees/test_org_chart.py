@@ -6,6 +6,7 @@ import pytest
 
 from employees.demo import load_demo_workforce
 from employees.models import Employee, Team, TeamRole, ToolPolicy
+from tasks.models import Task, TaskStatus
 from tasks.services import task_create
 from tests.conftest import (
     EmployeeFactory,
@@ -85,3 +86,13 @@ def test_collaboration_lines_reach_another_teams_ai_manager_only_if_that_team_ac
     assert 'data-accepts-requests="no"' in client.get(URL).text
     Team.objects.filter(name="Onboarding").update(accepts_requests_from_other_teams=True)
     assert sams_lines()["olivia-onboarding"] == "manager employee of Onboarding"
+
+
+def test_an_employee_whose_model_settings_are_wrong_shows_a_problem(client, member):
+    client.force_login(member)
+    ivan = Employee.objects.get(handle="ivan-it")
+    task, _ = task_create(employee=ivan, title="", input="Laptop", dispatch=False)
+    Task.objects.filter(pk=task.pk).update(status=TaskStatus.MODEL_MISCONFIGURED)
+    fragment = client.get(URL, headers={"HX-Request": "true"}).text
+    row = fragment.split('data-handle="ivan-it"', 1)[1].split("</li>", 1)[0]
+    assert "Model settings wrong · 1 open" in row and "work-problem" in row

@@ -278,3 +278,73 @@ def test_a_dead_workers_reservation_is_charged_on_the_day_it_was_made(model_serv
     assert "counted as spent" in note.payload["text"]
     reclaimed = AuditEntry.objects.get(action="task.reclaimed", subject_id=str(task.pk))
     assert reclaimed.data["charged"] == str(reservation.amount)
+
+
+def test_a_slow_workers_late_settlement_after_a_reclaim_takes_nothing_off_others(clerk):
+    task = _task(clerk)
+
+    def reserve(worker: str) -> budget.Reservation:
+        claimed = Task.objects.select_related("employee").get(pk=task.pk)
+        reservation = budget.budget_reserve(
+            task=claimed, model="gpt-4o-mini", prompt_tokens=2000, output_tokens=4000, worker=worker
+        )
+        assert isinstance(reservation, budget.Reservation)
+        return reservation
+
+    task_claim(task_id=task.pk, worker="slow-worker")
+    slow = reserve("slow-worker")
+    # Its call outlives the lease: another worker takes the task over and charges `slow`.
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    task_claim(task_id=task.pk, worker="fast-worker")
+    fast = reserve("fast-worker")
+    # Then the slow worker's answer comes back after all (costing less than its worst case).
+    budget.budget_settle(
+        task=task, reservation=slow, actual=slow.amount / 2, tokens_in=10, tokens_out=10
+    )
+
+    task.refresh_from_db()
+    day = DailySpend.objects.get(employee=clerk)
+    assert task.reserved_cost == fast.amount and day.reserved == fast.amount
+    assert task.cost == slow.amount and day.spent == slow.amount  # charged once, not again
+    # The fast worker's own settlement is then exact.
+    budget.budget_settle(task=task, reservation=fast, actual=Decimal("0.0001"))
+    task.refresh_from_db()
+    day.refresh_from_db()
+    assert task.reserved_cost == 0 and day.reserved == 0
+    assert day.spent == slow.amount + Decimal("0.0001") == task.cost
+
+
+def test_a_nul_from_a_tool_or_the_model_is_recorded_not_a_crash(model_server, clerk):
+    received = "order 48213\x00\x00binary\ud800 tail"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = received.encode("utf-8", "surrogatepass")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/raw"
+        model_server.enqueue(
+            reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
+            reply("Done \x00 with it."),
+        )
+        task = _task(clerk, "Fetch the raw export.")
+        assert run_task(task.pk) == TaskStatus.DONE
+    finally:
+        server.shutdown()
+        server.server_close()
+    task.refresh_from_db()
+    assert task.result == "Done \ufffd with it."
+    tool_step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL, payload__status="ok")
+    assert "order 48213" in json.dumps(tool_step.payload) and "\\u0000" not in json.dumps(
+        tool_step.payload
+    )

@@ -12,7 +12,7 @@ from tasks.models import Task, TaskStatus
 from tasks.services import task_create
 from tests.aiworkforce.helpers import BASE_DIR, clean_env, manage
 from tests.conftest import EmployeeFactory
-from tests.fakes.openai_server import reply
+from tests.fakes.openai_server import dynamic, error, reply
 from tests.tasks.test_workers import _test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,6 +74,31 @@ def test_assign_reports_a_parked_task_and_why(model_server):
         "Waiting for approval" in result.stdout
         and "why: Waiting for approval of send_email." in result.stdout
     )
+
+
+def test_assign_wait_stops_at_once_on_wrong_model_settings_and_says_what_to_fix(model_server):
+    EmployeeFactory(handle="typo", model_name="gpt-4o-mnii")
+    message = "The model `gpt-4o-mnii` does not exist or you do not have access to it."
+    model_server.enqueue(dynamic(lambda body: error(404, message, code="model_not_found")))
+    # Before, --wait kept waiting for a status it did not know, until its timeout.
+    args = ("assign", "typo", "Summarise the orders", "--wait", "--timeout", "30")
+    result = manage(*args, env=_env(model_server))
+    assert result.returncode == 1  # a person must act: a script sees it
+    assert "Task #" in result.stdout and ": Model settings wrong" in result.stdout
+    assert f"why: Configuration problem: {message}" in result.stdout
+    assert "next: fix the model settings" in result.stdout and "OPENAI_API_KEY" in result.stdout
+    assert "stopped because the model settings are wrong, not because the model is down" in (
+        result.stderr
+    )
+    assert "still" not in result.stderr
+    assert model_server.calls == 1
+
+    result = manage(*args, "--json", env=_env(model_server))
+    assert result.returncode == 1
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "model_misconfigured"
+    assert outcome["reason"].startswith(f"Configuration problem: {message}")
+    assert model_server.calls == 2
 
 
 def test_assign_refuses_unknown_handles_and_offboarded_employees_clearly():

@@ -55,3 +55,54 @@ def test_a_brief_longer_than_the_window_is_refused_with_a_reason():
     messages = [{"role": "system", "content": "s" * 40_000}, {"role": "user", "content": "hi"}]
     with pytest.raises(ContextTooSmall, match="context window is 4,096 tokens"):
         fit_to_window(messages, window=4096, output_tokens=500, tools_chars=0)
+
+
+def _with_brief(brief_chars: int, input_chars: int, results: list[int]) -> list[dict]:
+    messages = [
+        {"role": "system", "content": "b" * brief_chars},
+        {
+            "role": "user",
+            "content": f"Task #1\n<<<UNTRUSTED_TASK_INPUT\n{'i' * input_chars}\n"
+            "UNTRUSTED_TASK_INPUT>>>",
+        },
+    ]
+    calls = [
+        {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        for n in range(len(results))
+    ]
+    messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+    for n, size in enumerate(results):
+        messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": "r" * size})
+    return messages
+
+
+@pytest.mark.parametrize(
+    "brief, task_input, results",
+    [(7_800, 25_000, [60_000]), (1_000, 100, [3_000] * 20), (9_000, 25_000, [60_000] * 3)],
+)
+def test_fitting_always_ends_within_the_window_or_says_why(brief, task_input, results):
+    from aiworkforce.llm import estimate_tokens
+
+    messages = _with_brief(brief, task_input, results)
+    try:
+        fitted = fit_to_window(messages, window=8192, output_tokens=4000, tools_chars=0)
+    except ContextTooSmall as exc:
+        assert "context window is 8,192 tokens" in str(exc)
+        return
+    assert estimate_tokens(fitted.messages, 0) <= 8192 * 0.95 - 4000
+
+
+def test_a_cut_task_input_keeps_its_closing_marker():
+    fitted = fit_to_window(
+        _with_brief(500, 40_000, [100]), window=8192, output_tokens=2000, tools_chars=0
+    )
+    task = fitted.messages[1]["content"]
+    assert "cut to fit" in task and task.endswith("\nUNTRUSTED_TASK_INPUT>>>")
+    assert task.count("UNTRUSTED_TASK_INPUT>>>") == 1
+
+
+def test_text_of_many_tokens_a_character_is_counted_as_such():
+    from aiworkforce.llm import estimate_tokens
+
+    japanese = "注文番号の荷物が破損して届きました。" * 400
+    assert estimate_tokens([{"content": japanese}], 0) >= len(japanese)

@@ -19,7 +19,7 @@ from tasks.loop import run_task
 from tasks.models import Step, StepKind, Task, TaskSource, TaskStatus
 from tasks.services import task_cancel, task_create
 from tests.conftest import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
-from tests.fakes.openai_server import dynamic, reply
+from tests.fakes.openai_server import dynamic, error, reply
 
 pytestmark = pytest.mark.django_db
 
@@ -456,3 +456,35 @@ def test_a_child_that_reported_while_the_parent_parked_wakes_it(model_server, te
     assert delegation.parent_wake_if_ready(parent=root, awaiting=[child.pk]) is True
     root.refresh_from_db()
     assert root.status == TaskStatus.QUEUED
+
+
+def test_a_child_stopped_by_wrong_model_settings_wakes_its_parent_saying_so(model_server, team):
+    one = team["one"]
+    one.model_name = "gpt-4o-mnii"
+    one.save()
+
+    def script(body: dict):
+        if body["model"] == "gpt-4o-mnii":
+            return error(404, "The model `gpt-4o-mnii` does not exist.", code="model_not_found")
+        results = [json.loads(m["content"]) for m in body["messages"] if m["role"] == "tool"]
+        if not results:
+            return reply(tool_calls=[_delegate("one")])
+        return reply("One cannot work until its settings are fixed; told a person.")
+
+    model_server.enqueue(dynamic(script))
+    root, _ = task_create(employee=team["lead"], title="", input="Delegate", urgent=True)
+    assert run_task(root.pk) == TaskStatus.WAITING_CHILDREN
+    child = Task.objects.get(parent=root)
+    assert run_task(child.pk) == TaskStatus.MODEL_MISCONFIGURED
+    root.refresh_from_db()
+    assert root.status == TaskStatus.QUEUED  # woken at once, not left to its deadline
+    assert run_task(root.pk) == TaskStatus.DONE
+    [result] = [s.payload for s in Step.objects.filter(task=root, kind=StepKind.TOOL_CALL)]
+    assert result["status"] == "error"
+    assert result["result"]["status"] == TaskStatus.MODEL_MISCONFIGURED
+    error_text = result["result"]["error"]
+    assert (
+        f"Delegated task #{child.pk} for @one stopped: its model settings are wrong" in error_text
+    )
+    assert "Configuration problem: The model `gpt-4o-mnii` does not exist." in error_text
+    assert Task.objects.get(pk=child.pk).status == TaskStatus.MODEL_MISCONFIGURED

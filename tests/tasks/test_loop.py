@@ -13,7 +13,7 @@ from approvals.services import approval_decide, escalation_answer
 from employees.models import ToolPolicy
 from tasks.jobs import deliver_email
 from tasks.loop import run_task
-from tasks.models import OutboxEmail, Step, StepKind, Task, TaskStatus
+from tasks.models import OutboxEmail, RunStatus, Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
 from tests.conftest import ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, error, reply
@@ -423,7 +423,9 @@ def test_a_model_that_does_not_answer_in_time_parks_the_task(model_server, clerk
     assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
     task.refresh_from_db()
     assert task.status_reason == "The model endpoint did not answer within 1s (1 attempts)."
-    assert task.reserved_cost == 0
+    # It may have been answered and billed after we stopped waiting: counted as spent.
+    error_step = Step.objects.get(task=task, kind=StepKind.ERROR)
+    assert task.reserved_cost == 0 and task.cost == Decimal(error_step.payload["charged"]) > 0
 
 
 # --- found in review: work must stop the moment it is no longer ours ----------------------------
@@ -519,8 +521,9 @@ def test_an_employee_endpoint_must_be_allowed_before_the_key_goes_there(
         clerk.full_clean()
     clerk.save()  # even if it got in some other way, the key is never sent there
     task = _task(clerk)
-    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    assert run_task(task.pk) == TaskStatus.MODEL_MISCONFIGURED  # a setting to fix, not an outage
     task.refresh_from_db()
+    assert task.status_reason.startswith("Configuration problem: ")
     assert "not in OPENAI_ALLOWED_BASE_URLS" in task.status_reason
     assert model_server.calls == 0
     settings.OPENAI_ALLOWED_BASE_URLS = ["https://attacker.example/v1/"]
@@ -617,7 +620,8 @@ def test_a_task_cancelled_while_a_read_only_tool_ran_records_and_reserves_nothin
 ):
     model_server.enqueue(reply(tool_calls=[("lookup", {"q": "cancel me"})]), reply("never"))
     task = _task(clerk)
-    run_task(task.pk)
+    assert run_task(task.pk) == TaskStatus.CANCELLED
+    assert task.runs.get().status == RunStatus.FINISHED  # not left looking parked
     task.refresh_from_db()
     assert task.status == TaskStatus.CANCELLED and task.reserved_cost == 0
     assert lookup == [{"q": "cancel me"}]

@@ -3,13 +3,18 @@ request, and models that decline the task."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 
 from aiworkforce.llm import openai_provider
+from aiworkforce.models import AuditEntry
 from approvals.models import Escalation, EscalationStatus
 from approvals.services import escalation_answer
+from tasks.jobs import run_due
 from tasks.loop import run_task
 from tasks.models import DailySpend, Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
@@ -88,7 +93,7 @@ def test_a_wrong_model_name_stops_at_once_as_a_configuration_problem(
     clerk.model_name = "gpt-4o-mnii"
     clerk.save()
     task = _task(clerk)
-    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    assert run_task(task.pk) == TaskStatus.MODEL_MISCONFIGURED  # a setting, not an outage
     assert model_server.calls == 1  # not retried like an outage
     task.refresh_from_db()
     assert task.status_reason.startswith(f"Configuration problem: {message}")
@@ -103,11 +108,104 @@ def test_a_bad_request_is_sent_once(model_server, clerk, settings):
     settings.LLM_MAX_RETRIES = 3
     model_server.enqueue(dynamic(lambda body: error(400, "Invalid 'messages[1].content'.")))
     task = _task(clerk)
-    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    assert run_task(task.pk) == TaskStatus.MODEL_MISCONFIGURED
     assert model_server.calls == 1
     task.refresh_from_db()
     assert task.status_reason.startswith("Configuration problem: Invalid 'messages[1].content'.")
     assert "attempts" not in task.status_reason
+
+
+WRONG_NAME = "The model `gpt-4o-mnii` does not exist or you do not have access to it."
+
+
+@pytest.fixture
+def misconfigured(model_server, clerk):
+    """A task stopped by a wrong model name; the endpoint answers once the name is right."""
+    model_server.enqueue(
+        dynamic(
+            lambda body: (
+                error(404, WRONG_NAME, code="model_not_found")
+                if body["model"] == "gpt-4o-mnii"
+                else reply("Summarised the order history.")
+            )
+        )
+    )
+    clerk.model_name = "gpt-4o-mnii"
+    clerk.save()
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.MODEL_MISCONFIGURED
+    task.refresh_from_db()
+    return task
+
+
+def test_the_task_page_calls_it_wrong_settings_and_says_what_to_check(
+    client, misconfigured, model_server
+):
+    page = _page(client, misconfigured)
+    assert 'data-status="model_misconfigured"' in page and "Model settings wrong" in page
+    assert 'class="badge task-model_misconfigured"' in page
+    assert '<p class="error">Configuration problem: The model `gpt-4o-mnii`' in page
+    hint = page.split("data-config-problem", 1)[1].split("</div>", 1)[0]
+    assert "not an outage" in hint
+    assert "<code>gpt-4o-mnii</code> (this employee's setting)" in hint
+    assert "OPENAI_API_KEY" in hint and "OPENAI_BASE_URL" in hint
+    assert "sk-test-not-a-real-key" not in page
+    assert f"<code>{model_server.base_url}</code> (OPENAI_BASE_URL)" in hint
+    assert "Retry selected tasks stopped by the model" in hint
+    assert "settings</a>" not in hint  # back-office links are for staff only
+
+
+def test_the_endpoint_is_shown_without_credentials(client, misconfigured, settings):
+    plain = settings.OPENAI_BASE_URL
+    settings.OPENAI_BASE_URL = plain.replace("http://", "http://user:secret@") + "?api-key=k1"
+    page = _page(client, misconfigured)
+    assert f"<code>{plain}</code>" in page
+    assert "secret" not in page and "k1" not in page
+
+
+def test_an_outage_gets_no_settings_hint(model_server, clerk, client):
+    model_server.enqueue(dynamic(lambda body: error(503, "overloaded")))
+    task = _task(clerk)
+    assert run_task(task.pk) == TaskStatus.MODEL_UNAVAILABLE
+    page = _page(client, task)
+    assert "Model unavailable" in page and "data-config-problem" not in page
+
+
+def test_run_due_never_dispatches_a_misconfigured_task_again(model_server, misconfigured):
+    Task.objects.filter(pk=misconfigured.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    run_due()
+    assert run_task(misconfigured.pk) is None  # nothing queued it: no worker may claim it
+    assert Task.objects.get(pk=misconfigured.pk).status == TaskStatus.MODEL_MISCONFIGURED
+    assert model_server.calls == 1
+
+
+def test_once_the_settings_are_fixed_a_person_retries_it_and_it_finishes(
+    model_server, misconfigured, admin_client, superuser
+):
+    page = admin_client.get(f"/tasks/{misconfigured.pk}/").text
+    assert "Open @clerk's settings</a>" in page  # staff get the back-office links
+    assert "?status__exact=model_misconfigured" in page
+    clerk = misconfigured.employee
+    clerk.model_name = "gpt-4o-mini"
+    clerk.save()
+    changelist = reverse("admin:tasks_task_changelist")
+    response = admin_client.post(
+        changelist, {"action": "retry", "_selected_action": [misconfigured.pk]}, follow=True
+    )
+    assert "Queued 1 task again." in response.text
+    misconfigured.refresh_from_db()
+    assert misconfigured.status == TaskStatus.QUEUED and misconfigured.status_reason == ""
+    assert AuditEntry.objects.filter(action="task.resumed", actor_user=superuser).exists()
+    assert run_task(misconfigured.pk) == TaskStatus.DONE
+    misconfigured.refresh_from_db()
+    assert misconfigured.result == "Summarised the order history."
+    assert model_server.calls == 2  # the refused call, then the one that answered
+    # A finished task is not retried again.
+    response = admin_client.post(
+        changelist, {"action": "retry", "_selected_action": [misconfigured.pk]}, follow=True
+    )
+    assert "Queued 0 tasks again. 1 not retried" in response.text
+    assert Task.objects.get(pk=misconfigured.pk).status == TaskStatus.DONE
 
 
 # --- item 10: a refusal is escalated, never "done" --------------------------------------------

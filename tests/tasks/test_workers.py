@@ -232,8 +232,15 @@ def test_one_worker_runs_many_waiting_loops_at_once_on_a_small_pool(model_server
 
 def test_each_worker_process_of_a_cluster_has_its_own_lease_owner_id(model_server, worker_env):
     employee = EmployeeFactory(handle="twins", max_cost_per_task=Decimal("100"))
-    # Both calls wait, so the two tasks are held at the same time by the cluster's two workers.
-    model_server.enqueue(dynamic(lambda body: delay(1.5, reply("done"))))
+    # Each call waits for the other, so the two tasks are held at the same time: by the
+    # cluster's two workers (one worker alone could not take the second while in the first).
+    both_calling = threading.Barrier(2, timeout=20)
+
+    def answer(body):
+        both_calling.wait()
+        return reply("done")
+
+    model_server.enqueue(dynamic(answer))
     cluster = Cluster({**worker_env, "Q_WORKERS": "2", "TASK_LEASE_SECONDS": "60"})
     try:
         tasks = [

@@ -24,8 +24,15 @@ PARKED = {
     TaskStatus.WAITING_HOURS,
     TaskStatus.BUDGET_EXHAUSTED,
     TaskStatus.MODEL_UNAVAILABLE,
+    TaskStatus.MODEL_MISCONFIGURED,
     TaskStatus.PAUSED,
 }
+FIX_MODEL_SETTINGS = (
+    "fix the model settings — the model name (the employee's, else DEFAULT_MODEL), the API key "
+    "(OPENAI_API_KEY) and the endpoint (the employee's, else OPENAI_BASE_URL) — then retry the "
+    'task in the back office (Tasks, action "Retry selected tasks stopped by the model") or '
+    "assign it again."
+)
 
 
 class Command(BaseCommand):
@@ -75,6 +82,12 @@ class Command(BaseCommand):
         if options["wait"]:
             task = self._run_or_wait(task, options["timeout"])
         self._report(task, as_json=options["json"])
+        if task.status == TaskStatus.MODEL_MISCONFIGURED:
+            # Not an outage that passes: a script must see that a person has to act.
+            raise CommandError(
+                f"Task #{task.pk} stopped because the model settings are wrong, not because the "
+                f"model is down: {task.status_reason} Next: {FIX_MODEL_SETTINGS}"
+            )
 
     def _run_or_wait(self, task: Task, timeout: float) -> Task:
         from tasks.services import task_dispatch
@@ -153,6 +166,9 @@ class Command(BaseCommand):
                 "  next: a person decides in the inbox (/inbox/ or /inbox/escalations/); "
                 "the workers (./workforce run) then carry on."
             )
+        stopped = TaskStatus.MODEL_MISCONFIGURED
+        if task.status == stopped or any(item.status == stopped for item in linked):
+            self.stdout.write(f"  next: {FIX_MODEL_SETTINGS}")
         if task.result:
             self.stdout.write(task.result)
         self.stdout.write(f"  tokens {outcome['tokens']}, cost ${task.cost:.6f}")

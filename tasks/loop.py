@@ -441,13 +441,7 @@ def _call_model(
     except Parked:
         raise
     except BaseException:
-        budget.budget_settle(
-            task=task,
-            reservation=reservation,
-            actual=completion.cost,
-            tokens_in=completion.prompt_tokens,
-            tokens_out=completion.completion_tokens,
-        )
+        _settle_answered(task=task, reservation=reservation, completion=completion)
         raise
     return completion
 
@@ -468,6 +462,17 @@ def _fit_prompt(
     except ContextTooSmall as exc:
         _record(state, StepKind.ERROR, {"error": str(exc), "model": provider.model})
         _park(state, TaskStatus.FAILED, str(exc))
+
+
+def _settle_answered(*, task: Task, reservation, completion) -> None:
+    """Settle an answered call whose step was not (or could not be) written: it cost money."""
+    budget.budget_settle(
+        task=task,
+        reservation=reservation,
+        actual=completion.cost,
+        tokens_in=completion.prompt_tokens,
+        tokens_out=completion.completion_tokens,
+    )
 
 
 def _own_call_ids(state: LoopState, completion) -> None:
@@ -585,13 +590,7 @@ def _finish(state: LoopState, completion, llm_payload: dict, numbers: dict, rese
     )
     if llm_step is None:
         # Cancelled or reclaimed meanwhile: the answer is not recorded, but its cost is.
-        budget.budget_settle(
-            task=state.task,
-            reservation=reservation,
-            actual=completion.cost,
-            tokens_in=completion.prompt_tokens,
-            tokens_out=completion.completion_tokens,
-        )
+        _settle_answered(task=state.task, reservation=reservation, completion=completion)
         raise Parked
     request_embedding()  # the episode's vector, outside the loop
     state.steps.append(llm_step)
@@ -946,13 +945,7 @@ def _escalate_refusal(
     except Parked:
         if state.outcome != TaskStatus.WAITING_ESCALATION:
             # No longer ours, so nothing was recorded; the call still cost money.
-            budget.budget_settle(
-                task=task,
-                reservation=reservation,
-                actual=completion.cost,
-                tokens_in=completion.prompt_tokens,
-                tokens_out=completion.completion_tokens,
-            )
+            _settle_answered(task=task, reservation=reservation, completion=completion)
         raise
 
 

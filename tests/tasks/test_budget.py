@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import threading
@@ -43,19 +44,14 @@ def _email_thread(size: int) -> str:
     return (message * (size // len(message) + 1))[:size]
 
 
-@pytest.fixture
-def document_server():
-    """A plain HTTP server that answers every GET with a 60 kB JSON export."""
-    orders = [
-        {"order": 40000 + n, "customer": f"customer{n}@example.com", "status": "shipped"}
-        for n in range(900)
-    ]
-    body = json.dumps({"orders": orders}).encode()[:60_000]
+@contextlib.contextmanager
+def _http_server(body: bytes, content_type: str):
+    """A plain HTTP server on 127.0.0.1 that answers every GET with `body`; yields its URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -65,9 +61,23 @@ def document_server():
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/orders", len(body)
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/export"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def document_server():
+    """Answers every GET with a 60 kB JSON export."""
+    orders = [
+        {"order": 40000 + n, "customer": f"customer{n}@example.com", "status": "shipped"}
+        for n in range(900)
+    ]
+    body = json.dumps({"orders": orders}).encode()[:60_000]
+    with _http_server(body, "application/json") as url:
+        yield url, len(body)
 
 
 # --- budgets that fit real conversations --------------------------------------------------------
@@ -315,33 +325,14 @@ def test_a_slow_workers_late_settlement_after_a_reclaim_takes_nothing_off_others
 
 
 def test_a_nul_from_a_tool_or_the_model_is_recorded_not_a_crash(model_server, clerk):
-    received = "order 48213\x00\x00binary\ud800 tail"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = received.encode("utf-8", "surrogatepass")
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/raw"
+    received = "order 48213\x00\x00binary\ud800 tail".encode("utf-8", "surrogatepass")
+    with _http_server(received, "text/plain; charset=utf-8") as url:
         model_server.enqueue(
             reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
             reply("Done \x00 with it."),
         )
         task = _task(clerk, "Fetch the raw export.")
         assert run_task(task.pk) == TaskStatus.DONE
-    finally:
-        server.shutdown()
-        server.server_close()
     task.refresh_from_db()
     assert task.result == "Done \ufffd with it."
     tool_step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL, payload__status="ok")

@@ -1,73 +1,18 @@
-"""Shared fixtures and factories. Tests run on the real PostgreSQL + pgvector (embedded or DATABASE_URL)."""
+"""Shared fixtures (factories are in tests/factories.py). Tests run on the real PostgreSQL + pgvector (embedded or DATABASE_URL)."""
 
 from __future__ import annotations
 
 import os
 
-import factory
 import pytest
-from django.contrib.auth import get_user_model
 
 from aiworkforce.audit import Actor
 from employees.models import (
-    Employee,
     EmployeeStatus,
-    Team,
-    TeamMembership,
-    TeamRole,
-    ToolGrant,
     ToolPolicy,
 )
+from tests.factories import EmployeeFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import FakeOpenAIServer
-
-PASSWORD = "correct-horse-battery-staple"
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ["username"]
-
-    username = factory.Sequence(lambda n: f"person{n}")
-    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
-    password = factory.django.Password(PASSWORD)
-
-
-class TeamFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Team
-
-    name = factory.Sequence(lambda n: f"Team {n}")
-
-
-class MembershipFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = TeamMembership
-
-    team = factory.SubFactory(TeamFactory)
-    user = factory.SubFactory(UserFactory)
-    role = TeamRole.APPROVER
-
-
-class EmployeeFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Employee
-
-    name = factory.Sequence(lambda n: f"Employee {n}")
-    handle = factory.Sequence(lambda n: f"employee-{n}")
-    team = factory.SubFactory(TeamFactory)
-    role_title = "Support specialist"
-    job_description = "Answers customer questions."
-    status = EmployeeStatus.ACTIVE
-
-
-class ToolGrantFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = ToolGrant
-
-    employee = factory.SubFactory(EmployeeFactory)
-    tool_name = "escalate_to_human"
-    scope = factory.LazyFunction(dict)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection, transaction
 
 from aiworkforce.audit import GENESIS_HASH, Actor, audit_log
 from aiworkforce.models import AuditEntry
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -26,7 +26,8 @@ from employees.memory import memory_remember
 from employees.models import Employee, KnowledgeDocument, MemoryEntry, MemoryKind, ToolGrant
 from tasks.models import Task, TaskStatus
 from tests.approvals.conftest import make_approval
-from tests.conftest import (
+from tests.employees.test_admin import _change_form_data
+from tests.factories import (
     PASSWORD,
     EmployeeFactory,
     MembershipFactory,
@@ -34,7 +35,6 @@ from tests.conftest import (
     ToolGrantFactory,
     UserFactory,
 )
-from tests.employees.test_admin import _change_form_data
 
 pytestmark = pytest.mark.django_db
 HX = {"HX-Request": "true"}

@@ -7,7 +7,7 @@ import pytest
 from approvals.models import ApprovalKind, ApprovalRequest
 from tasks.models import TaskStatus
 from tasks.services import task_create
-from tests.conftest import (
+from tests.factories import (
     EmployeeFactory,
     MembershipFactory,
     TeamFactory,

@@ -20,7 +20,7 @@ from tasks.jobs import run_due
 from tasks.loop import run_task
 from tasks.models import OutboxEmail, Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
-from tests.conftest import UserFactory
+from tests.factories import UserFactory
 from tests.fakes.openai_server import reply
 
 pytestmark = pytest.mark.django_db

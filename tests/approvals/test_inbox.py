@@ -13,7 +13,7 @@ from approvals.models import ApprovalRequest, ApprovalStatus
 from approvals.services import DecisionConflict, approval_decide
 from tasks.models import Task, TaskStatus
 from tests.approvals.conftest import make_approval
-from tests.conftest import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 HX = {"HX-Request": "true"}
@@ -290,7 +290,7 @@ def test_a_person_chooses_how_to_hear_about_new_requests(client, approver):
 
 
 def test_a_non_email_action_can_be_edited_as_json_and_submitted_unchanged(client, teams, approver):
-    from tests.conftest import ToolGrantFactory
+    from tests.factories import ToolGrantFactory
 
     ToolGrantFactory(
         employee=teams["ava"],

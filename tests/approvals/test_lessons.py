@@ -21,15 +21,10 @@ from employees.models import MemoryEntry, MemoryKind
 from tasks.loop import run_task
 from tasks.models import Task, TaskStatus
 from tasks.services import task_create
-from tests.conftest import UserFactory
+from tests.factories import UserFactory, assigned_task
 from tests.fakes.openai_server import reply
 
 pytestmark = pytest.mark.django_db
-
-
-def _task(employee, text="Please help the customer.") -> Task:
-    task, _ = task_create(employee=employee, title="", input=text, urgent=True)
-    return task
 
 
 def _email_call(subject="Your order"):
@@ -41,7 +36,7 @@ def _email_call(subject="Your order"):
 
 def _waiting_approval(model_server, clerk) -> ApprovalRequest:
     model_server.enqueue(_email_call())
-    task = _task(clerk)
+    task = assigned_task(clerk)
     assert run_task(task.pk) == TaskStatus.WAITING_APPROVAL
     return ApprovalRequest.objects.get(task=task)
 
@@ -70,7 +65,7 @@ def test_a_rejection_reason_is_recalled_on_the_next_similar_task_and_cited(model
     assert remembered.data["kind"] == "lesson" and "text" not in remembered.data
 
     model_server.enqueue(reply(f"Answered the customer without a date [m{lesson.pk}] [m999]."))
-    task = _task(clerk, "Please help the customer with their delivery.")
+    task = assigned_task(clerk, "Please help the customer with their delivery.")
     assert run_task(task.pk) == TaskStatus.DONE
     system, _, memories = (m["content"] for m in model_server.requests[-1]["body"]["messages"][:3])
     assert "Lessons there are guidance from the people who manage you" in system
@@ -156,7 +151,7 @@ def test_the_prompt_recalls_the_nearest_unexpired_memories(model_server, clerk):
     )
     MemoryEntry.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
     model_server.enqueue(reply("Done."))
-    task = _task(clerk, "A customer asks for a refund of their order.")
+    task = assigned_task(clerk, "A customer asks for a refund of their order.")
     assert run_task(task.pk) == TaskStatus.DONE
     memories = model_server.requests[-1]["body"]["messages"][2]["content"]
     recalled = [line for line in memories.splitlines() if line.startswith("  - [m")]

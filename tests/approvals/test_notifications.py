@@ -18,7 +18,7 @@ from approvals.services import (
 from tasks.budget import BudgetRefusal
 from tasks.models import Task
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

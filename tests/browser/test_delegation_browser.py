@@ -14,7 +14,7 @@ from employees.models import Team
 from tasks.models import Task, TaskStatus
 from tests.aiworkforce.helpers import clean_env
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory
 from tests.fakes.cluster import Cluster
 from tests.tasks.test_workers import _test_database_url
 

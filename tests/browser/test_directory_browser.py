@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from employees.demo import load_demo_workforce
 from employees.models import Team
-from tests.conftest import PASSWORD, MembershipFactory, UserFactory
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

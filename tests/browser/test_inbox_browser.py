@@ -15,7 +15,7 @@ from tasks.models import OutboxEmail, Task, TaskStatus
 from tasks.services import task_create
 from tests.aiworkforce.helpers import clean_env
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import (
+from tests.factories import (
     EmployeeFactory,
     MembershipFactory,
     TeamFactory,

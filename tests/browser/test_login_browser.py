@@ -15,7 +15,7 @@ from allauth.mfa.totp.internal.auth import (
 from playwright.sync_api import expect
 
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import PASSWORD, UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

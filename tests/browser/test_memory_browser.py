@@ -12,7 +12,7 @@ from employees.jobs import ingest_document
 from employees.memory import memory_recall, memory_remember
 from employees.models import DocumentStatus, KnowledgeDocument, MemoryEntry, MemoryKind
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ from aiworkforce.audit import Actor
 from employees.memory import memory_remember
 from employees.models import MemoryEntry, MemoryKind
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

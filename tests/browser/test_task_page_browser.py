@@ -14,7 +14,7 @@ from employees.models import Employee, Team
 from tasks.loop import run_task
 from tasks.services import task_create
 from tests.browser.test_directory_browser import _log_in
-from tests.conftest import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -63,7 +63,7 @@ def test_employee_list_shows_status_badges_and_filters(admin_client, superuser):
 def test_lifecycle_actions_call_audited_services(
     admin_client, superuser, action, start, end, audit_action
 ):
-    from tests.conftest import EmployeeFactory
+    from tests.factories import EmployeeFactory
 
     employee = EmployeeFactory(status=start)
     response = admin_client.post(
@@ -79,7 +79,7 @@ def test_lifecycle_actions_call_audited_services(
 
 
 def test_refused_action_explains_itself(admin_client):
-    from tests.conftest import EmployeeFactory
+    from tests.factories import EmployeeFactory
 
     employee = EmployeeFactory(status=EmployeeStatus.OFFBOARDED)
     response = admin_client.post(

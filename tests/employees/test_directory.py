@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from employees.models import EmployeeStatus
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 URL = "/employees/"

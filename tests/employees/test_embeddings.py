@@ -24,7 +24,7 @@ from employees.embeddings import (
     l2_normalise,
 )
 from employees.models import MemoryEntry, MemoryKind, MemoryScope
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 from tests.fakes.openai_server import FakeOpenAIServer, fake_embedding
 
 EVAL = json.loads((Path(__file__).parent / "data" / "memory_eval.json").read_text())

@@ -31,8 +31,8 @@ from employees.models import (
     ToolGrant,
     ToolPolicy,
 )
-from tests.conftest import EmployeeFactory, TeamFactory, UserFactory
 from tests.employees.pdf import make_pdf
+from tests.factories import EmployeeFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from employees.knowledge import EMBED_BATCH, document_upload
 from employees.models import DocumentStatus, KnowledgeDocument, MemoryEntry
 from tasks.jobs import run_due
 from tests.aiworkforce.helpers import clean_env
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 from tests.fakes.cluster import Cluster
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.tasks.test_workers import _test_database_url

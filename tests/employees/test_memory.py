@@ -30,7 +30,7 @@ from employees.models import MemoryEntry, MemoryKind, ToolPolicy
 from tasks.loop import run_task
 from tasks.models import TaskStatus
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
+from tests.factories import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, reply
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.db import connection
 from employees.embeddings import OfflineEmbedder
 from employees.memory import recall_sql, set_search_options, vector_literal
 from employees.models import MemoryEntry, MemoryScope
-from tests.conftest import EmployeeFactory, TeamFactory
+from tests.factories import EmployeeFactory, TeamFactory
 
 K = 10
 CUSTOMERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Wonka", "Tyrell", "Oscorp"]

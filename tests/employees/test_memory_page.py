@@ -18,7 +18,7 @@ from employees.jobs import ingest_document
 from employees.knowledge import document_upload
 from employees.memory import memory_recall, memory_remember
 from employees.models import KnowledgeDocument, MemoryEntry, MemoryKind
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

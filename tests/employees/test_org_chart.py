@@ -8,7 +8,7 @@ from employees.demo import load_demo_workforce
 from employees.models import Employee, Team, TeamRole, ToolPolicy
 from tasks.models import Task, TaskStatus
 from tasks.services import task_create
-from tests.conftest import (
+from tests.factories import (
     EmployeeFactory,
     MembershipFactory,
     TeamFactory,

@@ -7,7 +7,7 @@ import pytest
 from aiworkforce.models import AuditEntry
 from employees import services
 from employees.models import Duty, Employee, EmployeeStatus
-from tests.conftest import EmployeeFactory, UserFactory
+from tests.factories import EmployeeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from employees import services
 from employees.models import Duty, Employee, ToolGrant, WorkingWindow
-from tests.conftest import EmployeeFactory, TeamFactory
+from tests.factories import EmployeeFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
 

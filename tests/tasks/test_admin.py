@@ -8,7 +8,7 @@ from django.urls import reverse
 from aiworkforce.models import AuditEntry
 from employees.models import EmployeeStatus
 from tasks.models import Task, TaskStatus
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,15 +18,11 @@ from aiworkforce.models import AuditEntry
 from tasks import budget
 from tasks.loop import run_task
 from tasks.models import DailySpend, Run, RunStatus, Step, StepKind, Task, TaskStatus
-from tasks.services import task_cancel, task_claim, task_create
-from tests.conftest import EmployeeFactory
+from tasks.services import task_cancel, task_claim
+from tests.factories import EmployeeFactory, assigned_task
 from tests.fakes.openai_server import dynamic, error, reply
 
 pytestmark = pytest.mark.django_db
-
-
-def _task(employee, text="Please help the customer.") -> Task:
-    return task_create(employee=employee, title="", input=text, urgent=True)[0]
 
 
 def _email_thread(size: int) -> str:
@@ -86,7 +82,7 @@ def document_server():
 def test_a_25_kB_request_finishes_under_the_default_budgets(model_server, clerk):
     request = _email_thread(25_000)
     model_server.enqueue(reply("Replacements are on their way."))
-    task = _task(clerk, request)
+    task = assigned_task(clerk, request)
     assert run_task(task.pk) == TaskStatus.DONE
     task.refresh_from_db()
     assert Decimal("0") < task.cost < clerk.max_cost_per_task and task.reserved_cost == 0
@@ -103,7 +99,7 @@ def test_a_60_kB_tool_result_finishes_under_the_default_budgets(
         reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
         reply("There are 900 shipped orders."),
     )
-    task = _task(clerk, "How many orders were shipped?")
+    task = assigned_task(clerk, "How many orders were shipped?")
     assert run_task(task.pk) == TaskStatus.DONE
     tool_step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL, payload__status="ok")
     assert len(tool_step.payload["result"]["body"]) == size
@@ -121,7 +117,7 @@ def test_a_prompt_over_the_window_is_made_to_fit_and_the_full_text_is_kept(
         reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
         reply("Summarised."),
     )
-    task = _task(clerk, "Summarise the export.")
+    task = assigned_task(clerk, "Summarise the export.")
     assert run_task(task.pk) == TaskStatus.DONE
     sent = model_server.requests[-1]["body"]
     assert len(json.dumps(sent["messages"])) < 8192 * 3
@@ -145,7 +141,7 @@ def test_the_oldest_turns_are_left_out_when_cutting_is_not_enough(model_server, 
     url = model_server.base_url + "/x"
     calls = [("http_request", {"method": "GET", "url": f"{url}?{n}"}) for n in range(6)]
     model_server.enqueue(*[reply("x" * 2500, tool_calls=[call]) for call in calls], reply("ok"))
-    task = _task(clerk, "Check the six pages.")
+    task = assigned_task(clerk, "Check the six pages.")
     assert run_task(task.pk) == TaskStatus.DONE
     last = model_server.requests[-1]["body"]["messages"]
     assert any("earlier turns of this task" in (m.get("content") or "") for m in last)
@@ -168,7 +164,7 @@ def test_finished_tasks_keep_nothing_reserved(model_server, clerk, settings):
     clerk.save()
     for number in range(3):
         model_server.enqueue(reply("done", prompt_tokens=777, completion_tokens=33))
-        assert run_task(_task(clerk, f"help {number}").pk) == TaskStatus.DONE
+        assert run_task(assigned_task(clerk, f"help {number}").pk) == TaskStatus.DONE
     assert set(Task.objects.values_list("reserved_cost", flat=True)) == {Decimal("0")}
     assert DailySpend.objects.get(employee=clerk).reserved == 0
 
@@ -177,7 +173,7 @@ def test_a_reservation_is_an_upper_bound_of_the_call_whatever_the_script(model_s
     # About one token per character: an estimate of three characters a token would be short.
     request = "注文番号48213の荷物が破損して届きました。交換をお願いします。" * 300
     model_server.enqueue(reply("承知しました。", prompt_tokens=len(request) + 2000))
-    task = _task(clerk, request)
+    task = assigned_task(clerk, request)
     assert run_task(task.pk) == TaskStatus.DONE
     step = Step.objects.get(task=task, kind=StepKind.LLM_CALL)
     assert Decimal(step.payload["reserved"]) >= step.cost
@@ -189,7 +185,7 @@ def test_the_first_calls_of_a_day_in_parallel_are_both_reserved():
     refusals = []
     for _round in range(8):
         DailySpend.objects.filter(employee=employee).delete()
-        tasks = [_task(employee, f"job {n}") for n in range(2)]
+        tasks = [assigned_task(employee, f"job {n}") for n in range(2)]
         for task in tasks:
             task_claim(task_id=task.pk, worker=f"w{task.pk}")
         barrier = threading.Barrier(2)
@@ -222,7 +218,7 @@ def test_the_first_calls_of_a_day_in_parallel_are_both_reserved():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server, clerk):
-    task = _task(clerk)
+    task = assigned_task(clerk)
 
     def cancel_then_fail(body):
         from django.db import connection
@@ -243,7 +239,7 @@ def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_cancelled_while_its_loop_runs_finishes_its_run(model_server, clerk):
-    task = _task(clerk)
+    task = assigned_task(clerk)
 
     def cancel_then_answer(body):
         from django.db import connection
@@ -260,7 +256,7 @@ def test_a_task_cancelled_while_its_loop_runs_finishes_its_run(model_server, cle
 
 
 def test_a_dead_workers_reservation_is_charged_on_the_day_it_was_made(model_server, clerk):
-    task = _task(clerk)
+    task = assigned_task(clerk)
     claimed, _run = task_claim(task_id=task.pk, worker="dead-worker")
     reservation = budget.budget_reserve(
         task=claimed,
@@ -291,7 +287,7 @@ def test_a_dead_workers_reservation_is_charged_on_the_day_it_was_made(model_serv
 
 
 def test_a_slow_workers_late_settlement_after_a_reclaim_takes_nothing_off_others(clerk):
-    task = _task(clerk)
+    task = assigned_task(clerk)
 
     def reserve(worker: str) -> budget.Reservation:
         claimed = Task.objects.select_related("employee").get(pk=task.pk)
@@ -331,7 +327,7 @@ def test_a_nul_from_a_tool_or_the_model_is_recorded_not_a_crash(model_server, cl
             reply(tool_calls=[("http_request", {"method": "GET", "url": url})]),
             reply("Done \x00 with it."),
         )
-        task = _task(clerk, "Fetch the raw export.")
+        task = assigned_task(clerk, "Fetch the raw export.")
         assert run_task(task.pk) == TaskStatus.DONE
     task.refresh_from_db()
     assert task.result == "Done \ufffd with it."

@@ -11,7 +11,7 @@ import pytest
 from tasks.models import Task, TaskStatus
 from tasks.services import task_create
 from tests.aiworkforce.helpers import BASE_DIR, clean_env, manage
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 from tests.fakes.openai_server import dynamic, error, reply
 from tests.tasks.test_workers import _test_database_url
 
@@ -56,7 +56,7 @@ def test_assign_wait_works_offline_and_says_so():
 
 def test_assign_reports_a_parked_task_and_why(model_server):
     from employees.models import ToolPolicy
-    from tests.conftest import ToolGrantFactory
+    from tests.factories import ToolGrantFactory
 
     employee = EmployeeFactory(handle="careful")
     ToolGrantFactory(
@@ -206,7 +206,7 @@ def test_assign_standard_input_errors_say_what_to_do():
 def test_run_task_prints_each_step_as_it_happens(model_server):
     employee = EmployeeFactory(handle="stepper")
     from employees.models import ToolPolicy
-    from tests.conftest import ToolGrantFactory
+    from tests.factories import ToolGrantFactory
 
     ToolGrantFactory(employee=employee, tool_name="create_task", scope={}, policy=ToolPolicy.AUTO)
     task, _ = task_create(

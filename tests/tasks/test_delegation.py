@@ -18,7 +18,7 @@ from employees.models import Employee, EmployeeStatus, ToolPolicy
 from tasks.loop import run_task
 from tasks.models import Step, StepKind, Task, TaskSource, TaskStatus
 from tasks.services import task_cancel, task_create
-from tests.conftest import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
+from tests.factories import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, error, reply
 
 pytestmark = pytest.mark.django_db

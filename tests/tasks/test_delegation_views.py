@@ -6,7 +6,7 @@ import pytest
 
 from tasks.models import Task, TaskSource
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, MembershipFactory, TeamFactory
+from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from employees.models import Employee, ToolPolicy
 from tasks.models import Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
 from tests.aiworkforce.helpers import clean_env, manage
-from tests.conftest import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
+from tests.factories import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
 from tests.fakes.cluster import Cluster
 from tests.fakes.openai_server import delay, dynamic, error, reply
 from tests.tasks.test_workers import _test_database_url, _wait

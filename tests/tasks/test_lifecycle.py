@@ -84,7 +84,7 @@ def test_work_arriving_off_hours_waits_unless_urgent(clerk):
 
 
 def test_draft_employee_takes_no_tasks(clerk):
-    from tests.conftest import EmployeeFactory
+    from tests.factories import EmployeeFactory
 
     draft = EmployeeFactory(status=EmployeeStatus.DRAFT)
     with pytest.raises(TaskRefused, match="still a draft"):
@@ -182,7 +182,7 @@ def test_a_claim_waits_out_a_row_locked_for_a_moment():
     from django.db import connection
 
     from tasks.services import task_claim
-    from tests.conftest import EmployeeFactory
+    from tests.factories import EmployeeFactory
 
     task, _ = task_create(
         employee=EmployeeFactory(), title="Root", input="Go.", urgent=True, dispatch=False

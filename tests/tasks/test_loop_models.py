@@ -18,7 +18,7 @@ from tasks.jobs import run_due
 from tasks.loop import run_task
 from tasks.models import DailySpend, Step, StepKind, Task, TaskStatus
 from tasks.services import task_create
-from tests.conftest import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory
 from tests.fakes.openai_server import dynamic, error, reply
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from tasks.models import OutboxEmail, OutboxStatus, TaskStatus
 from tasks.outbox import outbox_claim, outbox_email_create, outbox_message_id, outbox_sweep
 from tasks.services import task_create
 from tests.aiworkforce.helpers import manage
-from tests.conftest import EmployeeFactory, MembershipFactory, ToolGrantFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import reply
 from tests.fakes.smtp_server import FakeSMTPServer
 

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.loop import run_task
 from tasks.services import task_create
-from tests.conftest import EmployeeFactory, MembershipFactory, UserFactory
+from tests.factories import EmployeeFactory, MembershipFactory, UserFactory
 from tests.fakes.openai_server import reply
 
 pytestmark = pytest.mark.django_db

@@ -27,7 +27,7 @@ from tasks.webhooks import (
     webhook_endpoint_rotate_secret,
     webhook_receive,
 )
-from tests.conftest import EmployeeFactory
+from tests.factories import EmployeeFactory
 
 pytestmark = pytest.mark.django_db
 SYSTEM = Actor.system("tests")

@@ -26,7 +26,7 @@ from tasks.models import (
 )
 from tasks.services import task_create
 from tests.aiworkforce.helpers import clean_env
-from tests.conftest import EmployeeFactory, ToolGrantFactory
+from tests.factories import EmployeeFactory, ToolGrantFactory
 from tests.fakes.cluster import Cluster
 from tests.fakes.openai_server import delay, dynamic, reply
 from tests.fakes.smtp_server import FakeSMTPServer

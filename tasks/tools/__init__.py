@@ -1,7 +1,8 @@
 """The tool registry: what an AI employee can be granted.
 
 Each tool declares its name, description, argument schema, default risk and the schema of a
-grant's scope. Tools are registered by their modules at import time.
+grant's scope. This package's top level is a leaf (it imports no models): the built-in tool
+families, which do, are imported and so registered in TasksConfig.ready().
 """
 
 from tasks.tools.registry import (
@@ -29,6 +30,3 @@ __all__ = [
     "validate_arguments",
     "validate_scope",
 ]
-
-# Built-in tool families register themselves on import.
-from tasks.tools import builtin, delegate  # noqa: F401

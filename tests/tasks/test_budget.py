@@ -216,20 +216,26 @@ def test_the_first_calls_of_a_day_in_parallel_are_both_reserved():
     assert refusals == []
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server, clerk):
-    task = assigned_task(clerk)
+def _cancelled_during_the_call(task, then):
+    """The model's answer, after a person cancels the task while the model is thinking (this
+    runs in the fake server's thread, on its own connection)."""
 
-    def cancel_then_fail(body):
+    def cancel_then(body):
         from django.db import connection
 
         try:
             task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("t"), reason="stop")
         finally:
             connection.close()
-        return error(400, "bad request")
+        return then
 
-    model_server.enqueue(dynamic(cancel_then_fail))
+    return dynamic(cancel_then)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server, clerk):
+    task = assigned_task(clerk)
+    model_server.enqueue(_cancelled_during_the_call(task, error(400, "bad request")))
     outcome = run_task(task.pk)
     task.refresh_from_db()
     assert task.status == TaskStatus.CANCELLED and outcome == TaskStatus.CANCELLED
@@ -240,17 +246,8 @@ def test_a_model_outage_during_a_cancel_gives_the_reservation_back(model_server,
 @pytest.mark.django_db(transaction=True)
 def test_a_task_cancelled_while_its_loop_runs_finishes_its_run(model_server, clerk):
     task = assigned_task(clerk)
-
-    def cancel_then_answer(body):
-        from django.db import connection
-
-        try:
-            task_cancel(task=Task.objects.get(pk=task.pk), actor=Actor.system("t"), reason="stop")
-        finally:
-            connection.close()
-        return reply(tool_calls=[("create_task", {"title": "x", "instructions": "y"})])
-
-    model_server.enqueue(dynamic(cancel_then_answer))
+    answer = reply(tool_calls=[("create_task", {"title": "x", "instructions": "y"})])
+    model_server.enqueue(_cancelled_during_the_call(task, answer))
     assert run_task(task.pk) == TaskStatus.CANCELLED
     assert Run.objects.get(task=task).status == RunStatus.FINISHED
 

@@ -300,7 +300,7 @@ FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 # Changing it later means `manage.py reembed_memory --resize` (rebuilds the column and index).
 MEMORY_EMBEDDING_DIMENSIONS = env_int("MEMORY_EMBEDDING_DIMENSIONS", 384, minimum=2)
 # With OPENAI_API_KEY set, the /v1/embeddings model to use (asked for 384 dimensions); without
-# it, or without a key, the offline hashed n-gram embedder (employees/embeddings.py) is used.
+# it, or without a key, the offline hashed n-gram embedder (employees/memory/embeddings.py) is used.
 MEMORY_EMBEDDING_MODEL = env_str("MEMORY_EMBEDDING_MODEL", "")
 # Memories put in front of the model at the start of each task (the `recall` tool asks for more).
 MEMORY_RECALL_K = env_int("MEMORY_RECALL_K", 5, minimum=0)

@@ -20,7 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("employees/", include("employees.urls")),
     # /employees/<handle>/memory/ and /teams/<id>/memory/
-    path("", include("employees.memory_urls")),
+    path("", include("employees.memory.urls")),
     path("hooks/", include("tasks.webhook_urls")),
     path("inbox/", include("approvals.urls")),
     path("tasks/", include("tasks.urls")),

@@ -359,7 +359,7 @@ def lesson_record(
     *, employee: Employee, text: str, source: str, user, details: dict | None = None, task=None
 ) -> MemoryEntry:
     """Remember a person's feedback as a lesson the employee applies from its next task on."""
-    from employees.memory import memory_remember
+    from employees.memory.services import memory_remember
 
     return memory_remember(
         kind=MemoryKind.LESSON,

@@ -20,7 +20,7 @@ Per size, on a database of its own (`aiworkforce_bench_memory` on the embedded s
   4GB, one parallel worker on two cores), then VACUUM ANALYZE. Skipped when the table already
   holds this data set (--reload).
 - recall: --queries task-like texts, each asked by an employee, through the real recall SQL
-  (`employees.memory.recall_sql`, k=10: the employee's and its team's partition, each walked
+  (`employees.memory.recall.recall_sql`, k=10: the employee's and its team's partition, each walked
   for its k nearest) with each --ef value as `hnsw.ef_search` (set for the
   session, as the connection options do in production); latency per statement, warm cache.
   The exact answer is the same statement with index scans off (the planner then filters with
@@ -261,7 +261,7 @@ def queries(count: int) -> list[tuple[int, str]]:
 
 
 def _embed_chunk(chunk: int) -> bytes:
-    from employees.embeddings import OfflineEmbedder
+    from employees.memory.embeddings import OfflineEmbedder
 
     embedder = OfflineEmbedder(dimensions=DIMENSIONS)
     vectors = array.array("f")
@@ -320,7 +320,7 @@ def read_vectors(start_chunk: int, chunks: int) -> array.array:
 
 def embed_rate(sample: int = 5000) -> float:
     """Texts per second of the offline embedder in this process (fresh texts, cold caches)."""
-    from employees.embeddings import OfflineEmbedder, _slot, _stem
+    from employees.memory.embeddings import OfflineEmbedder, _slot, _stem
 
     _slot.cache_clear()
     _stem.cache_clear()
@@ -587,8 +587,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def prepare_queries(count: int, employees) -> list[dict]:
-    from employees.embeddings import OfflineEmbedder
-    from employees.memory import vector_literal
+    from employees.memory.embeddings import OfflineEmbedder
+    from employees.memory.vectors import vector_literal
 
     embedder = OfflineEmbedder(dimensions=DIMENSIONS)
     asked = queries(count)
@@ -714,7 +714,7 @@ def plans(prepared: list[dict], sql: str) -> tuple[int, str]:
 def measure(prepared, args, ef_values: list[int]) -> dict:
     from django.db import connection
 
-    from employees.memory import recall_sql
+    from employees.memory.recall import recall_sql
 
     sql = recall_sql()
     figures: dict = {"load": os.getloadavg(), "rows": []}
@@ -770,7 +770,7 @@ def recall_end_to_end(prepared: list[dict]) -> list[float]:
     """memory_recall() as the loop calls it (embed the task, then the SQL), settings' ef_search."""
     from django.db import connection
 
-    from employees.memory import memory_recall
+    from employees.memory.recall import memory_recall
 
     connection.close()  # a fresh connection: the deployment's options, not our SETs
     for q in prepared[:20]:
@@ -788,7 +788,7 @@ def remember(count: int, employee) -> float:
     from django.db import connection
 
     from aiworkforce.audit import Actor
-    from employees.memory import memory_remember
+    from employees.memory.services import memory_remember
     from employees.models import MemoryEntry
 
     # The last run's sample: gone, so the table holds the data set plus this run's sample only.

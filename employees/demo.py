@@ -14,7 +14,7 @@ from django.db import transaction
 
 from aiworkforce.audit import Actor
 from employees import services
-from employees.memory import memory_remember
+from employees.memory.services import memory_remember
 from employees.models import (
     Duty,
     Employee,

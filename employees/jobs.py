@@ -5,13 +5,13 @@ from __future__ import annotations
 
 def embed_pending_memories() -> int:
     """Embed the memories stored without a vector (an embedding endpoint is configured)."""
-    from employees.memory import memories_embed_pending
+    from employees.memory.services import memories_embed_pending
 
     return memories_embed_pending()
 
 
 def ingest_document(document_id: int) -> str:
-    """Read an uploaded document into memory chunks, with progress; see employees.knowledge."""
-    from employees.knowledge import document_ingest
+    """Read an uploaded document into memory chunks, with progress; see employees.memory.ingest."""
+    from employees.memory.ingest import document_ingest
 
     return document_ingest(document_id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q, QuerySet
 
+from employees.collaboration import collaborators
 from employees.models import (
     Employee,
     EmployeeStatus,
@@ -146,8 +147,6 @@ def _walk_reporting_lines(
     rows: list[OrgMember],
 ) -> None:
     """Depth first along the reporting lines inside one team, managers first."""
-    from tasks.delegation import collaborators
-
     in_team = {member.pk for member in members}
     below: dict[int | None, list[Employee]] = {}
     for member in sorted(members, key=lambda m: (not m.is_manager, m.name)):

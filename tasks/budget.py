@@ -20,7 +20,8 @@ from aiworkforce.llm.capabilities import known_context_window
 from aiworkforce.llm.pricing import MILLION
 from employees.models import EmployeeStatus
 from tasks.models import DailySpend, Task, TaskStatus
-from tasks.steps import Carry, loop_cursor, named_ctes, settle_parts, settle_write
+from tasks.settlement import settle, settle_write
+from tasks.steps import Carry, loop_cursor, named_ctes
 
 ACTING = (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW)
 # The money columns' precision: a reservation is rounded up to it, so what is added to a
@@ -307,7 +308,7 @@ def budget_settle(
 ) -> None:
     """Replace a reservation by what the call cost, when no step carries the settlement."""
     settle_write(
-        settle_parts(
+        settle(
             task=task,
             reservation=reservation,
             cost=actual,

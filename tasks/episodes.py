@@ -17,7 +17,7 @@ import json
 
 from django.utils import timezone
 
-from employees.memory import MEMORY_TEXT_MAX, expiry_for
+from employees.memory.services import MEMORY_TEXT_MAX, expiry_for
 from employees.models import MemoryKind
 from tasks.models import Task
 from tasks.steps import Part

@@ -35,11 +35,14 @@ def run_due() -> dict[str, int]:
     from django.conf import settings
 
     from approvals.services import approvals_expire_due
-    from employees.knowledge import documents_resume_stalled
-    from employees.memory import memories_expire
-    from employees.partitions import memory_partitions_drop_orphaned
-    from tasks.delegation import delegations_wake_overdue
-    from tasks.services import tasks_dispatch_waiting, tasks_reclaim_expired
+    from employees.memory.ingest import documents_resume_stalled
+    from employees.memory.partitions import memory_partitions_drop_orphaned
+    from employees.memory.services import memories_expire
+    from tasks.services import (
+        delegations_wake_overdue,
+        tasks_dispatch_waiting,
+        tasks_reclaim_expired,
+    )
     from tasks.triggers import duties_materialise
 
     with transaction.atomic():
@@ -73,8 +76,9 @@ def run_due() -> dict[str, int]:
 def _embed_pending_memories() -> int:
     """Memories stored without a vector (an endpoint was down, or lessons from before recall
     existed) are embedded a few batches per pass, so they come back into recall by themselves."""
-    from employees.embeddings import EmbeddingError
-    from employees.memory import MemoryConfigurationError, memories_embed_pending
+    from employees.memory.embeddings import EmbeddingError
+    from employees.memory.services import memories_embed_pending
+    from employees.memory.vectors import MemoryConfigurationError
 
     try:
         return memories_embed_pending(max_batches=4)

@@ -1,13 +1,17 @@
-"""Reads of tasks, scoped to what a person may see: the tasks of their teams' employees."""
+"""Reads of tasks: those a person may see (their teams' employees'), and linked request trees."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from employees.models import TeamMembership
-from tasks.delegation import OTHER_TEAMS_EMPLOYEE, TreeNode, task_tree
 from tasks.models import Task
+
+# How a page names an employee of a team the person is not in.
+OTHER_TEAMS_EMPLOYEE = "another team's employee"
 
 
 def tasks_visible_to(user) -> QuerySet[Task]:
@@ -31,7 +35,7 @@ def task_memories(task: Task, steps: list) -> dict:
     The texts are the ones the employee saw then; `forgotten` marks memories deleted since
     (or no longer the employee's to recall: of a team it has left).
     """
-    from employees.memory import memories_still_visible
+    from employees.memory.selectors import memories_still_visible
     from tasks.context import recall_tool_memories
     from tasks.models import StepKind
 
@@ -74,6 +78,69 @@ def task_requester_for(user, task: Task) -> str:
     return OTHER_TEAMS_EMPLOYEE
 
 
+# --- linked requests: the tree a delegated task is part of --------------------------------------
+
+
+def ancestors(task: Task) -> list[Task]:
+    """The tasks above this one, nearest first (the depth limit keeps the chain short)."""
+    chain, current = [], task
+    while current.parent_id is not None:
+        current = Task.objects.select_related("employee").get(pk=current.parent_id)
+        chain.append(current)
+    return chain
+
+
+@dataclass
+class TreeNode:
+    task: Task
+    level: int
+    visible: bool
+    relation: str  # "this", "parent", "sibling", "child", or "" for further relatives
+    # What the page may show of it: a task of a team the person is not in keeps its status,
+    # but not its title, nor who works on it.
+    who: str = ""
+    title: str = ""
+
+
+def task_tree(task: Task, *, visible_ids: set[int] | None = None) -> list[TreeNode]:
+    """The whole linked request this task is part of, depth first from its root."""
+    root_id = task.root_id or task.pk
+    tasks = list(
+        Task.objects.filter(Q(pk=root_id) | Q(root=root_id))
+        .select_related("employee")
+        .order_by("pk")
+    )
+    if len(tasks) <= 1:
+        return []
+    by_parent: dict[int | None, list[Task]] = {}
+    for item in tasks:
+        by_parent.setdefault(item.parent_id if item.pk != root_id else None, []).append(item)
+    nodes: list[TreeNode] = []
+
+    def relation(item: Task) -> str:
+        if item.pk == task.pk:
+            return "this"
+        if item.pk == task.parent_id:
+            return "parent"
+        if item.parent_id == task.pk:
+            return "child"
+        if task.parent_id is not None and item.parent_id == task.parent_id:
+            return "sibling"
+        return ""
+
+    def walk(parent_id: int | None, level: int) -> None:
+        for item in by_parent.get(parent_id, []):
+            visible = visible_ids is None or item.pk in visible_ids
+            who, title = (
+                (f"@{item.employee.handle}", item.title) if visible else (OTHER_TEAMS_EMPLOYEE, "")
+            )
+            nodes.append(TreeNode(item, level, visible, relation(item), who, title))
+            walk(item.pk, level + 1)
+
+    walk(None, 0)
+    return nodes
+
+
 def task_tree_for(user, task: Task) -> list[TreeNode]:
     """The linked requests of a task (its whole tree), marking those the person may open."""
     root_id = task.root_id or task.pk
@@ -81,3 +148,7 @@ def task_tree_for(user, task: Task) -> list[TreeNode]:
         tasks_visible_to(user).filter(Q(pk=root_id) | Q(root=root_id)).values_list("pk", flat=True)
     )
     return task_tree(task, visible_ids=visible)
+
+
+def tree_is_live(nodes: list[TreeNode]) -> bool:
+    return any(not node.task.is_finished for node in nodes)

@@ -1,58 +1,48 @@
-"""Every change of a task's state: creation, dispatch, claim, park, finish.
+"""Every change of a task's state: creation, dispatch, park, resume, cancel (claims: tasks.claims),
+and delegation's: the linked child task, its deadline, waking the task that waits for it.
 
 Status changes are compare-and-swaps; a count other than 1 means someone else got there first.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
-import threading
-import time
-import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from aiworkforce.audit import Actor, audit_insert_sql, audit_log
+from aiworkforce.audit import Actor, audit_log
 from aiworkforce.storable import validate_storable
-from employees.models import Employee, EmployeeStatus, Team, ToolGrant
+from employees.collaboration import collaboration_line, outside_lines_message
+from employees.models import Employee, EmployeeStatus
+from tasks.claims import worker_id
 from tasks.models import (
     FINISHED_STATUSES,
-    Run,
     Task,
     TaskPriority,
     TaskSource,
     TaskStatus,
 )
-from tasks.steps import loop_cursor
+from tasks.selectors import ancestors
 
 ACTING_STATUSES = {EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW}
 # Statuses from which a dispatch may (re)start work.
 DISPATCHABLE = {TaskStatus.QUEUED, TaskStatus.WAITING_HOURS, TaskStatus.PAUSED}
-
-_worker_ids = threading.local()
-
-
-def worker_id() -> str:
-    """This worker's lease owner id: its own in each process and each thread.
-
-    Computed when first asked in the process and thread that runs the loop, never at import:
-    django-q2 forks its workers from a parent that imported this module, and a shared id would
-    let one worker's lease check pass for another's.
-    """
-    pid = os.getpid()
-    cached = getattr(_worker_ids, "value", None)
-    if cached is None or cached[0] != pid:
-        thread = threading.current_thread().name.replace(":", "-")[:24]
-        cached = (pid, f"{socket.gethostname()[:40]}:{pid}:{thread}:{uuid.uuid4().hex[:6]}")
-        _worker_ids.value = cached
-    return cached[1]
+# A child in one of these states has something to report to the task that waits for it:
+# finished, handed to a person, or stopped by its model (endpoint down, or settings wrong).
+REPORTABLE = {
+    *FINISHED_STATUSES,
+    TaskStatus.WAITING_ESCALATION,
+    TaskStatus.MODEL_UNAVAILABLE,
+    TaskStatus.MODEL_MISCONFIGURED,
+}
+# The options a person is given when a delegated task is past its deadline.
+KEEP_WAITING = "Keep waiting"
+CONTINUE_WITHOUT = "Continue without it"
 
 
 class TaskRefused(Exception):
@@ -176,176 +166,6 @@ def enqueue_run(task_id: int) -> None:
     async_task("tasks.jobs.run_task", task_id, task_name=f"task {task_id}", group="tasks")
 
 
-# One statement claims the task, marks a dead worker's run as lost, starts our run and writes
-# the audit entry. The row lock (SKIP LOCKED) and the status condition make it a compare-and-swap.
-# Invariant (money): a dead worker's unsettled reservation is charged as spent, on the task and
-# on the day it was reserved, in the same statement that takes the task from it, so a crash can
-# neither lose the charge nor leave the day's money reserved. (Its root request's
-# descendants_cost already counts it: there, reserved simply becomes spent.)
-_CLAIM_SQL = """
-WITH old AS (
-    SELECT id, status, lease_owner, reserved_cost, reserved_day, employee_id FROM tasks_task
-    WHERE id = %(task)s
-      AND ((status = 'queued' AND (due_at IS NULL OR due_at <= now()))
-           OR (status = 'running' AND lease_expires_at < now()))
-    FOR UPDATE SKIP LOCKED
-), charge AS (
-    SELECT CASE WHEN old.status = 'running' THEN old.reserved_cost ELSE 0 END AS amount,
-        coalesce(old.reserved_day, (now() AT TIME ZONE ce.timezone)::date) AS day
-    FROM old JOIN employees_employee ce ON ce.id = old.employee_id
-), claimed AS (
-    UPDATE tasks_task t SET status = 'running', status_reason = '', lease_owner = %(worker)s,
-        lease_expires_at = now() + make_interval(secs => %(lease)s), reserved_cost = 0,
-        reserved_day = NULL, reservation_id = '', cost = t.cost + charge.amount,
-        started_at = coalesce(t.started_at, now()), updated_at = now()
-    FROM old, charge WHERE t.id = old.id
-    RETURNING old.status AS old_status, old.lease_owner AS old_owner, charge.amount AS charged,
-        {task_columns}
-), charge_day AS (
-    UPDATE tasks_dailyspend d SET reserved = GREATEST(d.reserved - charge.amount, 0),
-        spent = d.spent + charge.amount
-    FROM old, charge
-    WHERE charge.amount > 0 AND d.employee_id = old.employee_id AND d.day = charge.day
-), lost AS (
-    UPDATE tasks_run SET status = 'lost', finished_at = now(), error = 'the lease of its worker expired'
-    WHERE task_id = %(task)s AND status = 'running'
-      AND EXISTS (SELECT 1 FROM claimed WHERE old_status = 'running')
-), run AS (
-    INSERT INTO tasks_run (task_id, number, status, worker, started_at, error)
-    SELECT %(task)s, (SELECT count(*) + 1 FROM tasks_run WHERE task_id = %(task)s), 'running',
-        %(worker)s, now(), ''
-    WHERE EXISTS (SELECT 1 FROM claimed)
-    RETURNING id, number, started_at
-), charge_note AS (
-    INSERT INTO tasks_step
-        (task_id, run_id, seq, kind, payload, tokens_in, tokens_out, cost, latency_ms, created_at)
-    SELECT %(task)s, run.id,
-        (SELECT coalesce(max(seq), 0) + 1 FROM tasks_step WHERE task_id = %(task)s), 'note',
-        jsonb_build_object(
-            'charged', charge.amount::text,
-            'text', 'The worker running this task stopped during a model call; the call''s '
-                || 'reservation of $' || charge.amount::text || ' was counted as spent, since '
-                || 'the endpoint may have answered (and billed) it.'),
-        0, 0, 0, 0, now()
-    FROM run, charge WHERE charge.amount > 0
-), audit AS ({audit})
-SELECT run.id, run.number, run.started_at, claimed.old_status, claimed.old_owner,
-    claimed.charged,
-    {entity_columns}
-FROM run, claimed
-    JOIN employees_employee e ON e.id = claimed.employee_id
-    JOIN employees_team tm ON tm.id = e.team_id
-"""
-
-# What the loop's first turn needs comes back with the claim, so it costs no more round trips:
-# the task as updated, its employee and team, and the employee's tool grants (in the order of
-# ToolGrant.Meta.ordering; created_at is left deferred).
-_GRANT_FIELDS = ("id", "employee_id", "tool_name", "scope", "policy")
-_GRANTS_SQL = (
-    "(SELECT json_agg(json_build_array(g.id, g.employee_id, g.tool_name, g.scope, g.policy) "
-    "ORDER BY g.tool_name) FROM employees_toolgrant g WHERE g.employee_id = e.id) AS grants"
-)
-
-
-@functools.cache
-def _claim_sql() -> str:
-    def columns(model, alias: str) -> str:
-        return ", ".join(f'{alias}."{field.column}"' for field in model._meta.concrete_fields)
-
-    return _CLAIM_SQL.replace("{task_columns}", columns(Task, "t")).replace(
-        "{entity_columns}",
-        f"{columns(Task, 'claimed')}, {columns(Employee, 'e')}, {columns(Team, 'tm')}, "
-        + _GRANTS_SQL,
-    )
-
-
-def _from_values(model, values):
-    """A model instance from its concrete columns' values, as the ORM would load it."""
-    fields = model._meta.concrete_fields
-    values = [
-        _convert(field, value) if value is not None else None
-        for field, value in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
-
-
-def _convert(field, value):
-    for converter in field.get_db_converters(connection):  # JSONField parses its text
-        value = converter(value, None, connection)
-    return value
-
-
-CLAIM_ATTEMPTS = 6  # about 0.3 s of retries in all
-
-
-def _waiting_to_run(task_id: int) -> bool:
-    """The claim's condition, read without a lock."""
-    now = timezone.now()
-    return (
-        Task.objects.filter(pk=task_id)
-        .filter(
-            Q(status=TaskStatus.QUEUED, due_at__isnull=True)
-            | Q(status=TaskStatus.QUEUED, due_at__lte=now)
-            | Q(status=TaskStatus.RUNNING, lease_expires_at__lt=now)
-        )
-        .exists()
-    )
-
-
-def task_claim(*, task_id: int, worker: str | None = None) -> tuple[Task, Run] | None:
-    """Take a queued task (or one whose worker's lease expired) for this worker, or None."""
-    worker = worker or worker_id()
-    audit_sql, audit_params = audit_insert_sql(
-        action="task.claimed",
-        actor=Actor.system(f"worker {worker}"),
-        subject=None,
-        data={"task": task_id, "worker": worker},
-        when="EXISTS (SELECT 1 FROM claimed)",
-        named="audit",
-    )
-    params = {"task": task_id, "worker": worker, "lease": settings.TASK_LEASE_SECONDS}
-    for attempt in range(CLAIM_ATTEMPTS):
-        # One autocommitted statement: the claim, the new run and the audit entry commit
-        # together.
-        with loop_cursor() as cursor:
-            cursor.execute(_claim_sql().replace("{audit}", audit_sql), {**params, **audit_params})
-            row = cursor.fetchone()
-        # SKIP LOCKED also skips a row locked for a moment by something else than a claim: a
-        # delegated child reserving from this (root) task's budget. Try again while the task
-        # still waits to run; once another worker has it, it no longer does.
-        if row is not None or not _waiting_to_run(task_id):
-            break
-        time.sleep(0.02 * (attempt + 1))
-    if row is None:
-        return None
-    run_id, number, started_at, old_status, old_owner, charged = row[:6]
-    task = _claimed_task(row[6:])
-    run = Run(id=run_id, task=task, number=number, worker=worker, started_at=started_at)
-    if old_status == TaskStatus.RUNNING:
-        audit_log(
-            action="task.reclaimed",
-            actor=Actor.system(f"worker {worker}"),
-            subject=task,
-            data={"from": old_owner, "charged": str(charged)},
-        )
-    return task, run
-
-
-def _claimed_task(values) -> Task:
-    """The task, employee, team and grants read by the claim statement, wired together."""
-    task_end = len(Task._meta.concrete_fields)
-    employee_end = task_end + len(Employee._meta.concrete_fields)
-    task = _from_values(Task, values[:task_end])
-    employee = _from_values(Employee, values[task_end:employee_end])
-    employee.team = _from_values(Team, values[employee_end:-1])
-    task.employee = employee
-    # All the employee's grants (the loop leaves out those it may never use).
-    task.claimed_grants = [
-        ToolGrant.from_db(connection.alias, _GRANT_FIELDS, grant) for grant in values[-1] or []
-    ]
-    return task
-
-
 def task_release(
     *,
     task: Task,
@@ -411,10 +231,8 @@ def task_resume(*, task: Task, from_statuses: set[str], actor: Actor, reason: st
 @transaction.atomic
 def task_cancel(*, task: Task, actor: Actor, reason: str, wake_parent: bool = True) -> bool:
     """Stop a task that has not finished (and what it delegated); its history stays."""
-    from tasks import delegation
-
     # Descendants first: the same lock order as a delegated task's budget reservation.
-    delegation.children_cancel(task=task, actor=actor, reason=reason)
+    children_cancel(task=task, actor=actor, reason=reason)
     now = timezone.now()
     changed = (
         Task.objects.filter(pk=task.pk)
@@ -430,11 +248,11 @@ def task_cancel(*, task: Task, actor: Actor, reason: str, wake_parent: bool = Tr
     )
     if changed:
         # A child created while we waited for the parent's row lock is visible now: cancel it too.
-        delegation.children_cancel(task=task, actor=actor, reason=reason)
+        children_cancel(task=task, actor=actor, reason=reason)
         _close_open_requests(task)
         audit_log(action="task.cancelled", actor=actor, subject=task, data={"reason": reason})
         if wake_parent and task.parent_id:
-            transaction.on_commit(lambda: delegation.parent_wake(child_id=task.pk))
+            transaction.on_commit(lambda: parent_wake(child_id=task.pk))
     return bool(changed)
 
 
@@ -496,4 +314,173 @@ def tasks_dispatch_waiting(*, now: datetime | None = None, employee: Employee | 
     for task in waiting:
         if task_dispatch(task=task, now=now) == TaskStatus.QUEUED:
             count += 1
+    return count
+
+
+# --- delegation: linked child tasks -------------------------------------------------------------
+# The loop (tasks.loop.delegation) carries out a `delegate` call: it checks it here, creates the
+# child task once per call, records a delegation step and parks the parent as "waiting for
+# delegated work" without holding a worker. A child that finishes, fails, is cancelled or
+# escalates wakes its parent, whose loop turns the child's outcome into the result of that call
+# (tasks.context). A wait past its deadline is escalated to a person by the periodic `run_due`.
+#
+# Safety: a depth limit, a fan-out limit, no cycles (A → B → A), only along collaboration lines
+# (employees.collaboration), and each child runs as its own employee with its own grants,
+# approvals and budgets; its spend also counts against the root request's ceiling (tasks.budget).
+
+
+@dataclass(frozen=True)
+class Check:
+    target: Employee | None
+    refusal: str = ""
+    existing: Task | None = None
+
+
+def child_key(parent: Task, call_id: str) -> str:
+    return f"delegate:{parent.pk}:{call_id}"
+
+
+def delegation_check(*, task: Task, to: str, call_id: str, scope: dict | None) -> Check:
+    """May this task delegate to the employee `to`? The checks a child never gets around."""
+    handle = to.strip().lstrip("@").lower()
+    target = Employee.objects.select_related("team").filter(handle=handle).first()
+    if target is None:
+        return Check(None, f"There is no employee @{handle}.")
+    existing = Task.objects.filter(
+        employee=target, idempotency_key=child_key(task, call_id)
+    ).first()
+    if existing is not None:
+        return Check(target, existing=existing)  # this very call, already carried out
+    source = task.employee
+    if target.pk == source.pk:
+        return Check(target, "You cannot delegate to yourself; use create_task for a follow-up.")
+    if target.status in (EmployeeStatus.DRAFT, EmployeeStatus.OFFBOARDED):
+        return Check(
+            target, f"@{handle} is {target.get_status_display().lower()} and takes no work."
+        )
+    chain = ancestors(task)
+    asked_by = [t for t in chain if t.employee_id == target.pk]
+    if asked_by:
+        path = " → ".join(f"@{t.employee.handle}" for t in [*reversed(chain), task])
+        return Check(
+            target,
+            f"Refused: delegating to @{handle} would make a cycle ({path} → @{handle}); "
+            f"@{handle} is already waiting on this request in task #{asked_by[0].pk}. "
+            "Answer with what you have, or escalate to a person.",
+        )
+    if task.depth + 1 > settings.DELEGATION_MAX_DEPTH:
+        return Check(
+            target,
+            f"Refused: this request is already {task.depth} delegation(s) deep and the limit is "
+            f"{settings.DELEGATION_MAX_DEPTH}. Do the work yourself or escalate to a person.",
+        )
+    limit = min(settings.DELEGATION_MAX_CHILDREN, (scope or {}).get("max_children") or 10**6)
+    if Task.objects.filter(parent=task).count() >= limit:
+        return Check(target, f"Refused: a task may delegate at most {limit} requests.")
+    if not collaboration_line(source, target, scope):
+        return Check(target, "Refused: " + outside_lines_message(source, target))
+    return Check(target)
+
+
+def child_input(*, instructions: str, expected_result: str) -> str:
+    return f"{instructions.strip()}\n\nExpected result: {expected_result.strip()}"
+
+
+def delegation_create(
+    *, parent: Task, call_id: str, target: Employee, arguments: dict, now: datetime | None = None
+) -> Task:
+    """Create the linked child task for one delegate call (once, whatever happens)."""
+    now = now or timezone.now()
+    hours = arguments.get("deadline_hours") or settings.DELEGATION_DEADLINE_HOURS
+    first_line = (arguments["instructions"].strip().splitlines() or ["(no instructions)"])[0]
+    child, _ = task_create(
+        employee=target,
+        title=f"For @{parent.employee.handle}: {first_line}"[:200],
+        input=child_input(
+            instructions=arguments["instructions"], expected_result=arguments["expected_result"]
+        ),
+        source=TaskSource.DELEGATION,
+        requested_by_employee=parent.employee,
+        urgent=parent.urgent,
+        priority=parent.priority,
+        parent=parent,
+        expected_by=now + timedelta(hours=float(hours)),
+        idempotency_key=child_key(parent, call_id),
+    )
+    return child
+
+
+def delegation_release(*, child: Task) -> None:
+    """The delegating task no longer waits for this child (so no deadline applies to it)."""
+    Task.objects.filter(pk=child.pk).update(expected_by=None)
+
+
+def delegation_extend(*, child: Task, hours: float | None = None) -> datetime:
+    """A person chose to keep waiting: the child gets a new deadline."""
+    deadline = timezone.now() + timedelta(hours=hours or settings.DELEGATION_DEADLINE_HOURS)
+    Task.objects.filter(pk=child.pk).update(expected_by=deadline)
+    return deadline
+
+
+def parent_wake(*, child_id: int) -> bool:
+    """A child has something to report: put its parent back in the queue if it waits for children."""
+    child = (
+        Task.objects.filter(pk=child_id)
+        .values("parent_id", "status", "employee__handle", "expected_by")
+        .first()
+    )
+    if child is None or child["parent_id"] is None:
+        return False
+    parent = Task.objects.select_related("employee").get(pk=child["parent_id"])
+    return task_resume(
+        task=parent,
+        from_statuses={TaskStatus.WAITING_CHILDREN},
+        actor=Actor.system("delegation"),
+        reason=f"delegated task #{child_id} (@{child['employee__handle']}) is {child['status']}",
+    )
+
+
+def parent_wake_if_ready(*, parent: Task, awaiting: list[int]) -> bool:
+    """After parking: a child may have reported in between; then wake the parent ourselves."""
+    ready = Task.objects.filter(
+        Q(status__in=REPORTABLE) | Q(expected_by__lte=timezone.now()), pk__in=awaiting
+    ).exists()
+    if not ready:
+        return False
+    return task_resume(
+        task=parent,
+        from_statuses={TaskStatus.WAITING_CHILDREN},
+        actor=Actor.system("delegation"),
+        reason="a delegated task reported while the task was parking",
+    )
+
+
+def children_cancel(*, task: Task, actor: Actor, reason: str) -> int:
+    """Cancel the unfinished tasks delegated below a task that is being cancelled."""
+    count = 0
+    for child in Task.objects.filter(parent=task).exclude(status__in=FINISHED_STATUSES):
+        count += task_cancel(
+            task=child,
+            actor=actor,
+            reason=f"The delegating task #{task.pk} was cancelled: {reason}"[:500],
+            wake_parent=False,
+        )
+    return count
+
+
+def delegations_wake_overdue(*, now: datetime | None = None) -> int:
+    """Wake parents whose awaited child is past its deadline; their loop escalates the wait."""
+    now = now or timezone.now()
+    overdue = Task.objects.filter(parent=OuterRef("pk"), expected_by__lte=now).exclude(
+        status__in=REPORTABLE
+    )
+    count = 0
+    for parent in Task.objects.filter(Exists(overdue), status=TaskStatus.WAITING_CHILDREN):
+        with transaction.atomic():
+            count += task_resume(
+                task=parent,
+                from_statuses={TaskStatus.WAITING_CHILDREN},
+                actor=Actor.system("deadline"),
+                reason="a delegated task is past its deadline",
+            )
     return count

@@ -1,5 +1,9 @@
 """Writing steps: one SQL statement per step, carrying what must commit with it.
 
+Invariant: a step is written only while its worker holds the task's lease (and a step that
+acts on the world only while the employee may act), in the same statement as what must commit
+with it (its audit entry, its settlement), so a step is never half-written.
+
 The loop's hot path writes each step together with its settlement or its audit entry in a
 single statement (PostgreSQL data-modifying CTEs), so a step costs one round trip and one
 commit; a tool's outcome can even ride with the next turn's budget reservation
@@ -17,7 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 
-from aiworkforce.storable import storable_copy, storable_dumps
+from aiworkforce.storable import storable_dumps
 from tasks.models import Run, Step, Task
 
 STEP_INSERT = (
@@ -170,116 +174,3 @@ def step_params(
         cost,
         latency_ms,
     ]
-
-
-def settle_parts(
-    *, task: Task, reservation, cost: Decimal, tokens_in: int = 0, tokens_out: int = 0
-) -> list[Part]:
-    """Replace a reservation by what a model call cost: on the task, its day and its root.
-
-    Invariant (money): a reservation is taken off once. It is settled by the worker that made
-    it while the task row still names it (reservation_id); if a reclaim charged it as spent
-    first, a late settlement adds only what the call cost beyond it.
-    """
-    reserved, rid = reservation.amount, reservation.id
-    # SET sees the row as it was: "mine" while the row still names this reservation, which it
-    # then marks settled (rid + "!"), so RETURNING tells the day and root rows which case it was.
-    mine = "(SELECT mine FROM settle_task)"
-    parts: list[Part] = [
-        (
-            "settle_task",
-            "UPDATE tasks_task SET "
-            "reserved_cost = CASE WHEN reservation_id = %s THEN GREATEST(reserved_cost - %s, 0) "
-            "ELSE reserved_cost END, "
-            "cost = cost + CASE WHEN reservation_id = %s THEN %s ELSE GREATEST(%s - %s, 0) END, "
-            "reservation_id = CASE WHEN reservation_id = %s THEN %s ELSE reservation_id END, "
-            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s WHERE id = %s "
-            "RETURNING reservation_id = %s AS mine",
-            [
-                *(rid, reserved),
-                *(rid, cost, cost, reserved),
-                *(rid, f"{rid}!"),
-                *(tokens_in, tokens_out, task.pk),
-                f"{rid}!",
-            ],
-        ),
-        (
-            "settle_day",
-            f"UPDATE tasks_dailyspend SET "  # noqa: S608 - fixed fragments
-            f"reserved = CASE WHEN {mine} THEN GREATEST(reserved - %s, 0) ELSE reserved END, "
-            f"spent = spent + CASE WHEN {mine} THEN %s ELSE GREATEST(%s - %s, 0) END "
-            "WHERE employee_id = %s AND day = %s",
-            [reserved, cost, cost, reserved, task.employee_id, reservation.day],
-        ),
-    ]
-    if task.root_id:
-        parts.append(
-            (
-                "settle_root",
-                f"UPDATE tasks_task SET descendants_cost = CASE WHEN {mine} "  # noqa: S608
-                "THEN GREATEST(descendants_cost - %s, 0) + %s "
-                "ELSE descendants_cost + GREATEST(%s - %s, 0) END WHERE id = %s",
-                [reserved, cost, cost, reserved, task.root_id],
-            )
-        )
-    return parts
-
-
-def settle_write(parts: list[Part]) -> None:
-    """Run settle_parts on their own, as one statement."""
-    sql = "WITH " + ", ".join(f"{name} AS ({body})" for name, body, _ in parts) + " SELECT 1"
-    with loop_cursor() as cursor:
-        cursor.execute(sql, [value for _, _, part_params in parts for value in part_params])
-
-
-def root_settle_parts(
-    *, task: Task, reserved: Decimal, cost: Decimal, when: str = ""
-) -> list[Part]:
-    """A delegated task's call also settles on its root request (nothing for other tasks)."""
-    if not task.root_id:
-        return []
-    condition = f" AND {when}" if when else ""
-    return [
-        (
-            "settle_root",
-            # Built from fixed fragments; every value is a parameter.
-            f"UPDATE tasks_task SET descendants_cost = GREATEST(descendants_cost - %s, 0) + %s WHERE id = %s{condition}",  # noqa: S608
-            [reserved, cost, task.root_id],
-        )
-    ]
-
-
-def release_part(
-    *,
-    task: Task,
-    worker: str,
-    status: str,
-    reason: str,
-    result: str | None,
-    finished: bool,
-    settle: tuple[Decimal, Decimal, int, int] | None = None,
-) -> Part:
-    """Leave the running state if this worker still holds the task (RETURNING 1 when it did).
-
-    A statement may update the task row only once, so a final answer's settlement
-    (reserved, cost, tokens in, tokens out) is folded in here rather than in settle_parts.
-    """
-    sets = "status = %s, status_reason = %s, lease_owner = '', lease_expires_at = NULL, updated_at = now()"
-    params: list = [status, reason[:500]]
-    if result is not None:
-        sets += ", result = %s"
-        params.append(storable_copy(result))
-    if finished:
-        sets += ", finished_at = now()"
-    if settle is not None:
-        sets += (
-            ", reserved_cost = GREATEST(reserved_cost - %s, 0), cost = cost + %s, "
-            "tokens_in = tokens_in + %s, tokens_out = tokens_out + %s, reservation_id = ''"
-        )
-        params.extend(settle)
-    return (
-        "released",
-        # Built from fixed fragments; every value is a parameter.
-        f"UPDATE tasks_task SET {sets} WHERE id = %s AND status = 'running' AND lease_owner = %s RETURNING 1",  # noqa: S608
-        [*params, task.pk, worker],
-    )

@@ -12,7 +12,6 @@ from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
 from approvals.models import ApprovalRequest, Escalation
-from tasks.delegation import tree_is_live
 from tasks.models import OutboxStatus, Task, TaskStatus
 from tasks.selectors import (
     task_for_user,
@@ -20,6 +19,7 @@ from tasks.selectors import (
     task_requester_for,
     task_tree_for,
     tasks_visible_to,
+    tree_is_live,
 )
 from tasks.trace import describe_step
 

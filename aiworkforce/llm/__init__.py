@@ -64,11 +64,17 @@ class _RefusedEndpoint:
         )
 
 
-def provider_for(task) -> ChatProvider:
-    """The provider for a task's employee: its own model and endpoint, else the defaults."""
+def provider_for(task, *, memories: list[dict] = ()) -> ChatProvider:
+    """The provider for a task's employee: its own model and endpoint, else the defaults.
+
+    `memories` (recalled for the task) matter only to the offline engine, which applies
+    lessons literally; a real model reads them in the prompt.
+    """
     employee = task.employee
     if offline_mode():
-        return OfflineEngine(sop=employee.sop, title=task.title, task_input=task.input)
+        return OfflineEngine(
+            sop=employee.sop, title=task.title, task_input=task.input, memories=memories
+        )
     model = employee.model_name or settings.DEFAULT_MODEL
     base_url = employee.model_base_url or settings.OPENAI_BASE_URL
     if employee.model_base_url and not endpoint_allowed(employee.model_base_url):

@@ -46,10 +46,12 @@ class OfflineEngine:
     offline = True
     model = "offline"
 
-    def __init__(self, *, sop: list[dict], title: str, task_input: str) -> None:
+    def __init__(
+        self, *, sop: list[dict], title: str, task_input: str, memories: list[dict] = ()
+    ) -> None:
         self.hints = [step for step in sop if step.get("tool")]
-        # Recalled memories (payload dicts with id, kind, text, details), set by the loop.
-        self.memories: list[dict] = []
+        # Recalled memories (payload dicts with id, kind, text, details): lessons are applied.
+        self.memories = list(memories)
         self.steps = sop
         email, url = _EMAIL.search(task_input), _URL.search(task_input)
         self.values = {

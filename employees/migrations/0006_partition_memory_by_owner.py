@@ -16,7 +16,7 @@ inserted: every way of creating one (services, admin, fixtures, the demo loader)
 before its first memory can be written. The partition is made apart and then attached, which
 takes SHARE UPDATE EXCLUSIVE on the parent: recall and writes go on while someone is hired
 (`CREATE TABLE ... PARTITION OF` would hold ACCESS EXCLUSIVE until the hire commits). The
-empty partitions of deleted owners are dropped later by run_due (employees.partitions), in a
+empty partitions of deleted owners are dropped later by run_due (employees.memory.partitions), in a
 transaction of their own, never in the one that deleted the owner.
 
 The table keeps Django's indexes, under their names (each becomes a partitioned index, built

@@ -1,8 +1,8 @@
 """delegate: hand part of a task to another AI employee along the collaboration lines.
 
-The loop carries it out (tasks.delegation): it creates a linked child task once per call,
-parks the delegating task without holding a worker, and returns the child's outcome as this
-call's result when the child finishes, fails or escalates.
+The loop carries it out (tasks.loop.delegation, through tasks.services): it creates a linked
+child task once per call, parks the delegating task without holding a worker, and returns the
+child's outcome as this call's result when the child finishes, fails or escalates.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ DELEGATE = register(
         },
         default_risk=Risk.LOW,
         # Creating work for another employee acts on the world: proposed only in shadow mode.
-        # Collaboration lines, limits and cycles need the database: tasks.delegation checks them.
+        # Collaboration lines, limits and cycles need the database: tasks.services checks them.
         side_effects=True,
         delegates=True,
         scope_schema={

@@ -10,7 +10,7 @@ REMEMBERABLE_KINDS = ["fact", "episode"]
 
 
 def recall(context: ToolContext, arguments: dict) -> dict:
-    from employees.memory import memory_recall
+    from employees.memory.recall import memory_recall
 
     kind = arguments.get("kind")
     memories = memory_recall(
@@ -42,7 +42,7 @@ def check_remember_scope(arguments: dict, scope: dict) -> str | None:
 
 def remember(context: ToolContext, arguments: dict) -> dict:
     from aiworkforce.audit import Actor
-    from employees.memory import memory_remember
+    from employees.memory.services import memory_remember
 
     share = bool(arguments.get("share_with_team"))
     memory = memory_remember(

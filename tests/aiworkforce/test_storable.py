@@ -22,7 +22,7 @@ from aiworkforce.models import AuditEntry
 from aiworkforce.storable import storable_problem, validate_storable
 from approvals.models import ApprovalRequest, Escalation
 from approvals.services import escalation_create
-from employees.memory import memory_remember
+from employees.memory.services import memory_remember
 from employees.models import Employee, KnowledgeDocument, MemoryEntry, MemoryKind, ToolGrant
 from tasks.models import Task, TaskStatus
 from tests.approvals.conftest import make_approval

@@ -12,8 +12,8 @@ import pytest
 
 from aiworkforce.audit import redact
 from aiworkforce.llm.offline import OfflineEngine
-from employees.embeddings import OfflineEmbedder
-from employees.knowledge import chunk_markdown, chunk_plain, markdown_sections
+from employees.memory.chunking import chunk_markdown, chunk_plain, markdown_sections
+from employees.memory.embeddings import OfflineEmbedder
 from tasks.context import cited_memories
 
 SIZE = 256 * 1024  # a webhook body at WEBHOOK_MAX_BYTES

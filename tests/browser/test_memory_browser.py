@@ -9,7 +9,8 @@ from playwright.sync_api import expect
 
 from aiworkforce.audit import Actor
 from employees.jobs import ingest_document
-from employees.memory import memory_recall, memory_remember
+from employees.memory.recall import memory_recall
+from employees.memory.services import memory_remember
 from employees.models import DocumentStatus, KnowledgeDocument, MemoryEntry, MemoryKind
 from tests.browser.test_directory_browser import _log_in
 from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory

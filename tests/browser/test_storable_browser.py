@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from aiworkforce.audit import Actor
-from employees.memory import memory_remember
+from employees.memory.services import memory_remember
 from employees.models import MemoryEntry, MemoryKind
 from tests.browser.test_directory_browser import _log_in
 from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory

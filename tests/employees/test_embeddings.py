@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from pgvector.django import CosineDistance
 
-from employees.embeddings import (
+from employees.memory.embeddings import (
     EmbeddingError,
     OfflineEmbedder,
     OpenAIEmbedder,
@@ -101,7 +101,7 @@ def test_offline_embedder_is_deterministic_across_calls_and_processes():
     first = embedder.embed([text])[0]
     assert embedder.embed([text, "other"])[0] == first
     script = (
-        "import json, sys; from employees.embeddings import OfflineEmbedder; "
+        "import json, sys; from employees.memory.embeddings import OfflineEmbedder; "
         "print(json.dumps(OfflineEmbedder(dimensions=int(sys.argv[2])).embed([sys.argv[1]])[0]))"
     )
     # A different string-hash seed: the features must not depend on Python's salted hash().

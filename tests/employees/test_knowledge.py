@@ -9,20 +9,18 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aiworkforce.models import AuditEntry
-from employees.embeddings import EmbeddingError, OfflineEmbedder
 from employees.jobs import ingest_document
-from employees.knowledge import (
+from employees.memory.chunking import (
     HEADING_SEPARATOR,
     chunk_markdown,
     chunk_pdf,
     chunk_plain,
-    document_chunks,
-    document_delete,
-    document_upload,
-    pdf_pages,
     split_by_size,
 )
-from employees.memory import memory_recall
+from employees.memory.embeddings import EmbeddingError, OfflineEmbedder
+from employees.memory.files import document_chunks, pdf_pages
+from employees.memory.ingest import document_delete, document_upload
+from employees.memory.recall import memory_recall
 from employees.models import (
     DocumentStatus,
     KnowledgeDocument,
@@ -211,7 +209,7 @@ class RecordingEmbedder(OfflineEmbedder):
 def small_chunks(settings, monkeypatch):
     settings.MEMORY_CHUNK_CHARS = 200
     settings.MEMORY_CHUNK_OVERLAP = 0
-    monkeypatch.setattr("employees.knowledge.EMBED_BATCH", 2)
+    monkeypatch.setattr("employees.memory.ingest.EMBED_BATCH", 2)
 
 
 def _five_chunk_markdown(topic: str) -> bytes:
@@ -222,7 +220,7 @@ def test_ingest_embeds_in_batches_reporting_progress_then_goes_live(small_chunks
     employee = EmployeeFactory()
     document = upload(employee, "refunds.md", _five_chunk_markdown("Refund"))
     embedder = RecordingEmbedder(document.pk)
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: embedder)
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: embedder)
 
     assert ingest_document(document.pk) == "ready"
 
@@ -260,7 +258,7 @@ def test_a_run_that_died_half_way_is_restarted_cleanly(small_chunks, monkeypatch
     document = upload(employee, "refunds.md", _five_chunk_markdown("Refund"))
     # A worker killed after the first batch: a BaseException the job does not handle.
     dying = RecordingEmbedder(document.pk, fail_on_call=2, error=KeyboardInterrupt())
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: dying)
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: dying)
     with pytest.raises(KeyboardInterrupt):
         ingest_document(document.pk)
     document.refresh_from_db()
@@ -268,7 +266,7 @@ def test_a_run_that_died_half_way_is_restarted_cleanly(small_chunks, monkeypatch
     assert MemoryEntry.objects.filter(document=document, live=False).count() == 2
     assert memory_recall(employee=employee, query="refund rule", k=5) == []  # not live yet
 
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: OfflineEmbedder())
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: OfflineEmbedder())
     assert ingest_document(document.pk) == "ready"
     assert sorted(document.chunks.values_list("chunk_index", flat=True)) == [0, 1, 2, 3, 4]
     assert not MemoryEntry.objects.filter(live=False).exists()
@@ -285,7 +283,7 @@ def test_run_due_asks_again_for_a_document_whose_job_was_lost(small_chunks, monk
     employee = EmployeeFactory()
     document = upload(employee, "refunds.md", _five_chunk_markdown("Refund"))
     dying = RecordingEmbedder(document.pk, fail_on_call=2, error=KeyboardInterrupt())
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: dying)
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: dying)
     with pytest.raises(KeyboardInterrupt):
         ingest_document(document.pk)
     OrmQ.objects.all().delete()  # and the queue lost the job
@@ -298,7 +296,7 @@ def test_run_due_asks_again_for_a_document_whose_job_was_lost(small_chunks, monk
     assert run_due()["resumed_documents"] == 0  # asked once per window
     [job] = OrmQ.objects.all()
     assert (job.func(), job.task["args"]) == ("employees.jobs.ingest_document", (document.pk,))
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: OfflineEmbedder())
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: OfflineEmbedder())
     assert ingest_document(*job.task["args"]) == "ready"
     assert document.chunks.filter(live=True).count() == 5
 
@@ -339,7 +337,7 @@ def test_a_failed_reupload_keeps_the_old_version_live(small_chunks, monkeypatch)
     ingest_document(old.pk)
     new = upload(employee, "refunds.md", _five_chunk_markdown("Return"))
     failing = RecordingEmbedder(new.pk, fail_on_call=2)
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: failing)
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: failing)
 
     assert ingest_document(new.pk) == "failed"
 
@@ -370,7 +368,7 @@ def test_a_document_deleted_while_it_is_read_stops_the_job(small_chunks, monkeyp
                 KnowledgeDocument.objects.filter(pk=document.pk).delete()
             return super().embed(texts)
 
-    monkeypatch.setattr("employees.knowledge.get_embedder", lambda: DeletingEmbedder())
+    monkeypatch.setattr("employees.memory.ingest.get_embedder", lambda: DeletingEmbedder())
     assert ingest_document(document.pk) == "document deleted while reading"
     assert not MemoryEntry.objects.exists()
     assert ingest_document(document.pk) == "document deleted"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from aiworkforce.models import AuditEntry
-from employees.knowledge import EMBED_BATCH, document_upload
+from employees.memory.ingest import EMBED_BATCH, document_upload
 from employees.models import DocumentStatus, KnowledgeDocument, MemoryEntry
 from tasks.jobs import run_due
 from tests.aiworkforce.helpers import clean_env

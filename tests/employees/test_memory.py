@@ -15,16 +15,18 @@ from django.utils import timezone
 
 from aiworkforce.audit import Actor
 from aiworkforce.models import AuditEntry
-from employees.memory import (
-    MemoryConfigurationError,
-    check_embedding_dimensions,
-    forget_cached_dimensions,
+from employees.memory.recall import memory_recall
+from employees.memory.services import (
     memories_delete,
     memories_embed_pending,
     memories_expire,
-    memory_recall,
     memory_remember,
     memory_update,
+)
+from employees.memory.vectors import (
+    MemoryConfigurationError,
+    check_embedding_dimensions,
+    forget_cached_dimensions,
 )
 from employees.models import MemoryEntry, MemoryKind, ToolPolicy
 from tasks.loop import run_task
@@ -61,7 +63,7 @@ def test_a_remote_embedder_is_not_asked_for_an_employee_without_memories(
 
 
 def test_still_visible_means_not_deleted_and_the_employees_or_its_current_teams(system_actor):
-    from employees.memory import memories_still_visible
+    from employees.memory.selectors import memories_still_visible
 
     team, other = TeamFactory(), TeamFactory()
     ava = EmployeeFactory(team=team)
@@ -332,10 +334,10 @@ def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(
 ):
     from django_q.models import OrmQ
 
-    from employees import memory
     from employees.jobs import embed_pending_memories
+    from employees.memory import services
 
-    monkeypatch.setattr(memory, "_last_embedding_request", -memory.EMBEDDING_REQUEST_INTERVAL)
+    monkeypatch.setattr(services, "_last_embedding_request", -services.EMBEDDING_REQUEST_INTERVAL)
     model_server.enqueue(reply("Reset the VPN certificate for Priya."))
     first, _ = task_create(employee=clerk, title="VPN certificate", input="Priya's VPN fails.")
     assert run_task(first.pk) == TaskStatus.DONE
@@ -365,10 +367,10 @@ def test_a_finished_task_leaves_an_episode_that_the_next_task_recalls(
 def test_tasks_finishing_together_share_one_embedding_job(model_server, clerk, monkeypatch):
     from django_q.models import OrmQ
 
-    from employees import memory
     from employees.jobs import embed_pending_memories
+    from employees.memory import services
 
-    monkeypatch.setattr(memory, "_last_embedding_request", -memory.EMBEDDING_REQUEST_INTERVAL)
+    monkeypatch.setattr(services, "_last_embedding_request", -services.EMBEDDING_REQUEST_INTERVAL)
     for n in range(3):
         model_server.enqueue(reply(f"Answered ticket {n}."))
         task, _ = task_create(employee=clerk, title=f"Ticket {n}", input="Answer it.")

@@ -9,8 +9,9 @@ import re
 import pytest
 from django.db import connection
 
-from employees.embeddings import OfflineEmbedder
-from employees.memory import recall_sql, set_search_options, vector_literal
+from employees.memory.embeddings import OfflineEmbedder
+from employees.memory.recall import recall_sql, set_search_options
+from employees.memory.vectors import vector_literal
 from employees.models import MemoryEntry, MemoryScope
 from tests.factories import EmployeeFactory, TeamFactory
 
@@ -187,7 +188,7 @@ def _partitions() -> set[str]:
 def test_a_partition_comes_with_its_owner_and_goes_after_it(db):
     """Made with the employee or team (whoever inserts it); the empty partition of a deleted
     owner is dropped by run_due's pass, not by the transaction that deleted the owner."""
-    from employees.partitions import memory_partitions_drop_orphaned
+    from employees.memory.partitions import memory_partitions_drop_orphaned
     from tasks.jobs import run_due
 
     team = TeamFactory()
@@ -206,7 +207,7 @@ def test_a_partition_comes_with_its_owner_and_goes_after_it(db):
 
 
 def test_a_partition_still_holding_rows_is_not_dropped(db):
-    from employees.partitions import memory_partitions_drop_orphaned
+    from employees.memory.partitions import memory_partitions_drop_orphaned
 
     employee = EmployeeFactory()
     MemoryEntry.objects.create(scope=MemoryScope.EMPLOYEE, employee=employee, kind="fact", text="x")
@@ -217,7 +218,7 @@ def test_a_partition_still_holding_rows_is_not_dropped(db):
 
 
 def test_up_makes_the_partitions_an_owner_is_missing(db):
-    from employees.partitions import memory_partitions_ensure
+    from employees.memory.partitions import memory_partitions_ensure
 
     employee = EmployeeFactory()
     own = f"employees_memoryentry_e{employee.pk}"

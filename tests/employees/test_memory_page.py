@@ -15,8 +15,9 @@ from django.utils import timezone
 from aiworkforce.audit import Actor
 from aiworkforce.models import AuditEntry
 from employees.jobs import ingest_document
-from employees.knowledge import document_upload
-from employees.memory import memory_recall, memory_remember
+from employees.memory.ingest import document_upload
+from employees.memory.recall import memory_recall
+from employees.memory.services import memory_remember
 from employees.models import KnowledgeDocument, MemoryEntry, MemoryKind
 from tests.factories import EmployeeFactory, MembershipFactory, TeamFactory, UserFactory
 
@@ -400,7 +401,7 @@ def test_forgetting_removes_the_text_from_the_steps_of_tasks_that_recalled_it(wo
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from employees.memory import memories_delete
+    from employees.memory.services import memories_delete
     from employees.models import ToolGrant, ToolPolicy
     from tasks.loop import run_task
     from tasks.models import Step, TaskStatus

@@ -16,9 +16,10 @@ from django.utils import timezone
 from aiworkforce.audit import Actor
 from aiworkforce.models import AuditEntry
 from tasks import budget
+from tasks.claims import task_claim
 from tasks.loop import run_task
 from tasks.models import DailySpend, Run, RunStatus, Step, StepKind, Task, TaskStatus
-from tasks.services import task_cancel, task_claim
+from tasks.services import task_cancel
 from tests.factories import EmployeeFactory, assigned_task
 from tests.fakes.openai_server import dynamic, error, reply
 
@@ -254,7 +255,7 @@ def test_a_task_cancelled_while_its_loop_runs_finishes_its_run(model_server, cle
 
 def test_a_dead_workers_reservation_is_charged_on_the_day_it_was_made(model_server, clerk):
     task = assigned_task(clerk)
-    claimed, _run = task_claim(task_id=task.pk, worker="dead-worker")
+    claimed = task_claim(task_id=task.pk, worker="dead-worker").task
     reservation = budget.budget_reserve(
         task=claimed,
         model="gpt-4o-mini",

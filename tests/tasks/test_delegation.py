@@ -17,7 +17,7 @@ from employees.demo import ONBOARDING_REQUEST, load_demo_workforce
 from employees.models import Employee, EmployeeStatus, ToolPolicy
 from tasks.loop import run_task
 from tasks.models import Step, StepKind, Task, TaskSource, TaskStatus
-from tasks.services import task_cancel, task_create
+from tasks.services import parent_wake_if_ready, task_cancel, task_create
 from tests.factories import EmployeeFactory, TeamFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import dynamic, error, reply
 
@@ -446,14 +446,12 @@ def test_keep_waiting_gives_the_child_a_new_deadline(model_server, team):
 
 def test_a_child_that_reported_while_the_parent_parked_wakes_it(model_server, team):
     """The race: the child finished after the parent looked and before it parked."""
-    from tasks import delegation
-
     model_server.enqueue(reply(tool_calls=[_delegate("one")]))
     root, _ = task_create(employee=team["lead"], title="", input="Go", urgent=True)
     run_task(root.pk)
     child = Task.objects.get(parent=root)
     Task.objects.filter(pk=child.pk).update(status=TaskStatus.DONE, result="r")
-    assert delegation.parent_wake_if_ready(parent=root, awaiting=[child.pk]) is True
+    assert parent_wake_if_ready(parent=root, awaiting=[child.pk]) is True
     root.refresh_from_db()
     assert root.status == TaskStatus.QUEUED
 

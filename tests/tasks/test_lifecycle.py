@@ -181,7 +181,7 @@ def test_a_claim_waits_out_a_row_locked_for_a_moment():
     import psycopg
     from django.db import connection
 
-    from tasks.services import task_claim
+    from tasks.claims import task_claim
     from tests.factories import EmployeeFactory
 
     task, _ = task_create(
@@ -195,7 +195,7 @@ def test_a_claim_waits_out_a_row_locked_for_a_moment():
         child.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [task.pk])
         threading.Timer(0.1, child.rollback).start()
         claimed = task_claim(task_id=task.pk, worker="w1")
-        assert claimed is not None and claimed[0].status == TaskStatus.RUNNING
+        assert claimed is not None and claimed.task.status == TaskStatus.RUNNING
         assert task_claim(task_id=task.pk, worker="w2") is None  # it runs: no second claim
     finally:
         child.close()

@@ -20,15 +20,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from employees.demo import load_demo_tasks, load_demo_workforce
-from employees.embeddings import get_embedder
-from employees.memory import (
-    MemoryConfigurationError,
-    check_embedding_dimensions,
-    memories_embed_pending,
-    request_embedding,
-)
+from employees.memory.embeddings import get_embedder
+from employees.memory.partitions import memory_partitions_ensure
+from employees.memory.services import memories_embed_pending, request_embedding
+from employees.memory.vectors import MemoryConfigurationError, check_embedding_dimensions
 from employees.models import MemoryEntry
-from employees.partitions import memory_partitions_ensure
 
 DEV_USERNAME = "admin"
 STOP_GRACE_SECONDS = 10

@@ -17,13 +17,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from aiworkforce.audit import Actor, audit_log
-from employees.embeddings import EmbeddingError, get_embedder
-from employees.memory import (
-    STORE_FIELDS,
+from employees.memory.embeddings import EmbeddingError, get_embedder
+from employees.memory.services import STORE_FIELDS, memories_store_vectors
+from employees.memory.vectors import (
     MemoryConfigurationError,
     check_embedding_dimensions,
     forget_cached_dimensions,
-    memories_store_vectors,
 )
 from employees.models import MemoryEntry
 

@@ -19,11 +19,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from aiworkforce.http import HtmxHttpRequest
-from employees import memory_search as search
-from employees.embeddings import EmbeddingError
 from employees.forms import MemoryFilterForm
-from employees.knowledge import document_delete, document_upload
-from employees.memory import MemoryConfigurationError, memories_delete, memory_update
+from employees.memory import selectors
+from employees.memory.embeddings import EmbeddingError
+from employees.memory.ingest import document_delete, document_upload
+from employees.memory.services import memories_delete, memory_update
+from employees.memory.vectors import MemoryConfigurationError
 from employees.models import DocumentStatus
 
 PAGE_SIZE = 25
@@ -48,7 +49,7 @@ def _filters_only(params: QueryDict) -> QueryDict:
     return kept
 
 
-def _list_context(request, owner: search.MemoryOwner, params: QueryDict) -> dict:
+def _list_context(request, owner: selectors.MemoryOwner, params: QueryDict) -> dict:
     form = MemoryFilterForm(params or None)
     filters = form.cleaned_data if form.is_valid() else {}
     query = (filters.get("q") or "").strip()
@@ -68,7 +69,7 @@ def _list_context(request, owner: search.MemoryOwner, params: QueryDict) -> dict
     }
     if mode == "meaning" and query:
         try:
-            context["nearest"] = search.memories_nearest(owner, query=query, kind=kind)
+            context["nearest"] = selectors.memories_nearest(owner, query=query, kind=kind)
         except (EmbeddingError, MemoryConfigurationError) as exc:
             context["search_error"] = (
                 f"Searching by meaning is unavailable right now: {exc} "
@@ -76,13 +77,13 @@ def _list_context(request, owner: search.MemoryOwner, params: QueryDict) -> dict
             )
             context["nearest"] = []
     else:
-        listed = search.memories_listed(owner, kind=kind, query=query)
+        listed = selectors.memories_listed(owner, kind=kind, query=query)
         context["page"] = Paginator(listed, PAGE_SIZE).get_page(params.get("page"))
     return context
 
 
-def _documents_context(owner: search.MemoryOwner, **extra) -> dict:
-    documents = list(search.documents_of(owner))
+def _documents_context(owner: selectors.MemoryOwner, **extra) -> dict:
+    documents = list(selectors.documents_of(owner))
     return {
         "owner": owner,
         "documents": documents,
@@ -96,7 +97,7 @@ def _documents_context(owner: search.MemoryOwner, **extra) -> dict:
 @require_GET
 def memory_page(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """One employee's or team's memory: list and search; filters swap only the list."""
-    memory_owner = search.memory_owner_for_user(request.user, owner)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner)
     context = _list_context(request, memory_owner, request.GET)
     if request.htmx and not request.htmx.boosted:
         return render(request, f"{TEMPLATE}#memory-list", context)
@@ -122,22 +123,22 @@ def _row(request, owner, memory, *, editing=False, error="", text=None) -> HttpR
 @require_GET
 def memory_edit_form_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """The memory's row with its text open for correction."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    return _row(request, memory_owner, search.memory_of(memory_owner, pk), editing=True)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    return _row(request, memory_owner, selectors.memory_of(memory_owner, pk), editing=True)
 
 
 @require_GET
 def memory_row_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """The memory's row as shown in the list (cancels an edit)."""
-    memory_owner = search.memory_owner_for_user(request.user, owner)
-    return _row(request, memory_owner, search.memory_of(memory_owner, pk))
+    memory_owner = selectors.memory_owner_for_user(request.user, owner)
+    return _row(request, memory_owner, selectors.memory_of(memory_owner, pk))
 
 
 @require_POST
 def memory_edit_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """Correct a memory's text; it is embedded again, so recall finds it by the new text."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    memory = search.memory_of(memory_owner, pk)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    memory = selectors.memory_of(memory_owner, pk)
     text = request.POST.get("text", "")
     try:
         memory = memory_update(memory=memory, user=request.user, text=text)
@@ -150,8 +151,8 @@ def memory_edit_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpRespons
 @require_POST
 def memory_pin_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """Pin (never expires) or unpin (expires by the retention rules again)."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    memory = search.memory_of(memory_owner, pk)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    memory = selectors.memory_of(memory_owner, pk)
     memory = memory_update(
         memory=memory, user=request.user, pinned=request.POST.get("pinned") == "1"
     )
@@ -161,10 +162,10 @@ def memory_pin_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse
 @require_POST
 def memory_delete_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """Forget one memory for good; it leaves recall at once. The row disappears."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    memory = search.memory_of(memory_owner, pk)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    memory = selectors.memory_of(memory_owner, pk)
     memories_delete(
-        memories=search.memories_of(memory_owner).filter(pk=memory.pk),
+        memories=selectors.memories_of(memory_owner).filter(pk=memory.pk),
         user=request.user,
         reason=request.POST.get("reason", "").strip() or "deleted on the memory page",
     )
@@ -174,8 +175,8 @@ def memory_delete_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpRespo
 @require_GET
 def memory_export(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """Download everything the owner remembers as JSON (no vectors); audited."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    data = search.memories_export(owner=memory_owner, user=request.user)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    data = selectors.memories_export(owner=memory_owner, user=request.user)
     response = HttpResponse(
         json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json"
     )
@@ -194,20 +195,20 @@ def _forget_panel(request, owner, **context) -> HttpResponse:
 
 def _documents_among(owner, matches) -> list:
     ids = {m.memory.document_id for m in matches if m.memory.document_id}
-    return list(search.documents_of(owner).filter(pk__in=ids)) if ids else []
+    return list(selectors.documents_of(owner).filter(pk__in=ids)) if ids else []
 
 
 @require_GET
 def memory_forget_review_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """Step 1 of "forget everything about X": what would be forgotten, all selected, to review."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
     about = request.GET.get("about", "").strip()[:200]
     if not about:
         return _forget_panel(
             request, memory_owner, error="Say what to forget: a name, a customer, a topic."
         )
     try:
-        matches = search.memories_about(memory_owner, about)
+        matches = selectors.memories_about(memory_owner, about)
     except (EmbeddingError, MemoryConfigurationError) as exc:
         return _forget_panel(request, memory_owner, about=about, error=_messages(exc))
     return _forget_panel(
@@ -222,7 +223,7 @@ def memory_forget_review_hx(request: HtmxHttpRequest, owner: str) -> HttpRespons
 @require_POST
 def memory_forget_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """Step 2: delete the selected memories (and documents), with the reason, audited."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
     about = request.POST.get("about", "").strip()[:200]
     reason = request.POST.get("reason", "").strip()
     ids = [int(v) for v in request.POST.getlist("selected") if v.isascii() and v.isdigit()]
@@ -232,7 +233,7 @@ def memory_forget_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     if not reason or not (ids or document_ids):
         # Show the same review again, keeping what the person had selected.
         try:
-            matches = search.memories_about(memory_owner, about) if about else []
+            matches = selectors.memories_about(memory_owner, about) if about else []
         except (EmbeddingError, MemoryConfigurationError) as exc:
             return _forget_panel(request, memory_owner, about=about, error=_messages(exc))
         return _forget_panel(
@@ -253,12 +254,12 @@ def memory_forget_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     fingerprint = hashlib.sha256(about.encode()).hexdigest()[:16]
     full_reason = f"forget everything about [sha256 {fingerprint}]: {reason}" if about else reason
     forgotten = memories_delete(
-        memories=search.memories_of(memory_owner).filter(pk__in=ids),
+        memories=selectors.memories_of(memory_owner).filter(pk__in=ids),
         user=request.user,
         reason=full_reason,
     )
     documents = 0
-    for document in search.documents_of(memory_owner).filter(pk__in=document_ids):
+    for document in selectors.documents_of(memory_owner).filter(pk__in=document_ids):
         forgotten += document_delete(document=document, user=request.user, reason=full_reason)
         documents += 1
     summary = f"Forgot {forgotten} memor{'y' if forgotten == 1 else 'ies'}"
@@ -272,7 +273,7 @@ def memory_forget_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
 @require_GET
 def documents_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """The uploads section; polled every second while a document is being read."""
-    memory_owner = search.memory_owner_for_user(request.user, owner)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner)
     context = _documents_context(memory_owner)
     response = render(request, f"{TEMPLATE}#documents", context)
     if request.GET.get("polling") == "1" and not context["documents_active"]:
@@ -284,7 +285,7 @@ def documents_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
 @require_POST
 def document_upload_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
     """Upload a text, Markdown or PDF file; a job reads it, with progress shown here."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
     uploaded = request.FILES.get("file")
     if uploaded is None:
         context = _documents_context(memory_owner, upload_error="Choose a file to upload.")
@@ -304,8 +305,8 @@ def document_upload_hx(request: HtmxHttpRequest, owner: str) -> HttpResponse:
 @require_POST
 def document_delete_hx(request: HtmxHttpRequest, owner: str, pk: int) -> HttpResponse:
     """Forget a document: its file and all of its chunks."""
-    memory_owner = search.memory_owner_for_user(request.user, owner, manage=True)
-    document = search.document_of(memory_owner, pk)
+    memory_owner = selectors.memory_owner_for_user(request.user, owner, manage=True)
+    document = selectors.document_of(memory_owner, pk)
     document_delete(document=document, user=request.user, reason="deleted on the memory page")
     context = _documents_context(
         memory_owner, upload_message=f"“{document.title}” and its chunks are forgotten."

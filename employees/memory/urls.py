@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from employees import memory_views as views
+from employees.memory import views
 
 
 class OwnerConverter:

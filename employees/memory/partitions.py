@@ -16,6 +16,12 @@ logger = logging.getLogger(__name__)
 PARENT = "employees_memoryentry"
 SHARED = "employees_memoryentry_shared"
 
+# WHERE fragments (table alias `m`) naming one owner's partition: with the owner's columns as
+# constants PostgreSQL reads that partition alone (by id alone it would plan and probe every
+# partition). The `employee_id IS NULL` is what prunes a team's fragment to the team's partition.
+EMPLOYEE_PARTITION_SQL = "m.employee_id = %(employee)s"
+TEAM_PARTITION_SQL = "m.employee_id IS NULL AND m.team_id = %(team)s"
+
 _ENSURE_SQL = """
 SELECT employees_memory_partition_create(owner, id)
 FROM (

@@ -1,9 +1,6 @@
-"""Long-term memory: remember, recall, correct and forget; every change audited.
+"""Changes to memories: remember, correct, pin, forget, expire and embed; every change audited.
 
 Memories belong to one employee (private) or to a team (shared with every employee of the team).
-Recall ranks by cosine distance on the HNSW index, filtered by scope, liveness and expiry, with
-pgvector's iterative index scans so a selective filter still returns k results.
-
 Forgetting is real: deleting a memory removes its row (and so its text and vector). The audit
 entry keeps who forgot what kind of memory, from where and when, and a hash of the text, never
 the text itself.
@@ -13,68 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
-from pgvector import Vector
 
 from aiworkforce.audit import Actor, audit_log
-from employees.embeddings import get_embedder
+from employees.memory.embeddings import get_embedder
+from employees.memory.partitions import EMPLOYEE_PARTITION_SQL, TEAM_PARTITION_SQL
+from employees.memory.vectors import check_embedding_dimensions, vector_literal
 from employees.models import Employee, MemoryEntry, MemoryKind, MemoryScope, Team
 from tasks.step_redaction import steps_redact_memories
 
 logger = logging.getLogger(__name__)
 
 MEMORY_TEXT_MAX = 4000
-
-
-class MemoryConfigurationError(RuntimeError):
-    """The deployment's embedding settings do not match the database."""
-
-
-# --- dimensions ---------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _column_dimensions() -> int | None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT atttypmod FROM pg_attribute "
-            "WHERE attrelid = 'employees_memoryentry'::regclass AND attname = 'embedding'"
-        )
-        row = cursor.fetchone()
-    return row[0] if row and row[0] > 0 else None
-
-
-def check_embedding_dimensions() -> None:
-    """Stop with a clear message when the column was built for another vector size."""
-    column = _column_dimensions()
-    wanted = settings.MEMORY_EMBEDDING_DIMENSIONS
-    if column is not None and column != wanted:
-        raise MemoryConfigurationError(
-            f"MEMORY_EMBEDDING_DIMENSIONS is {wanted} but the memory table stores vectors of "
-            f"{column} dimensions. Set it back to {column}, or run "
-            "`./workforce manage reembed_memory --resize` to rebuild the column and index "
-            f"for {wanted} and re-embed every memory."
-        )
-
-
-def forget_cached_dimensions() -> None:
-    _column_dimensions.cache_clear()
-
-
-def vector_literal(vector: list[float]) -> str:
-    """pgvector's text form, for raw SQL (`%s::vector`)."""
-    return Vector(vector).to_text()
 
 
 # --- retention ----------------------------------------------------------------------------------
@@ -90,9 +44,6 @@ def retention_days(*, kind: str, employee: Employee | None = None) -> int | None
 def expiry_for(*, kind: str, employee: Employee | None, now: datetime | None = None):
     days = retention_days(kind=kind, employee=employee)
     return (now or timezone.now()) + timedelta(days=days) if days else None
-
-
-# --- writes -------------------------------------------------------------------------------------
 
 
 def _clean_text(text: str) -> str:
@@ -211,29 +162,6 @@ def partition_of(memory: MemoryEntry) -> dict:
     """Filter arguments naming one memory and its owner: PostgreSQL then reads that owner's
     partition only (a lookup by id alone plans every partition: ~15 ms at 200 employees)."""
     return {"pk": memory.pk, "employee_id": memory.employee_id, "team_id": memory.team_id}
-
-
-def memories_still_visible(*, employee: Employee, ids) -> set[int]:
-    """Which of `ids` the employee may still recall: not deleted, not expired, not of a team
-    it has left. Each half reads one partition."""
-    if not ids:
-        return set()
-    recallable = MemoryEntry.objects.filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()), live=True, pk__in=ids
-    )
-    own, team = (
-        qs.order_by().values_list("pk", flat=True) for qs in _readable(employee, recallable)
-    )
-    return set(own.union(team, all=True).order_by())
-
-
-def _readable(employee: Employee, memories=MemoryEntry.objects) -> tuple:
-    """The employee's own memories and its team's, as two querysets: each reads one partition
-    (one OR of both would read every team's partition)."""
-    return (
-        memories.filter(employee_id=employee.pk),
-        memories.filter(employee__isnull=True, team_id=employee.team_id),
-    )
 
 
 def memory_update(
@@ -368,7 +296,7 @@ def memories_store_vectors(*, rows: list[tuple], vectors, embedder) -> None:
         by_owner.setdefault((row[2], row[3]), []).append((row, vector))
     with connection.cursor() as cursor:
         for (employee_id, team_id), items in by_owner.items():
-            owner = _OWN if employee_id is not None else _TEAMS
+            owner = EMPLOYEE_PARTITION_SQL if employee_id is not None else TEAM_PARTITION_SQL
             cursor.execute(
                 _STORE_VECTORS_SQL.format(owner=owner),
                 {
@@ -380,102 +308,3 @@ def memories_store_vectors(*, rows: list[tuple], vectors, embedder) -> None:
                     "team": team_id,
                 },
             )
-
-
-# --- reads --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recalled:
-    id: int
-    kind: str
-    text: str
-    source: str
-    distance: float
-    details: dict
-
-    def as_payload(self) -> dict:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "text": self.text,
-            "source": self.source,
-            "distance": round(self.distance, 4),
-            "details": self.details,
-        }
-
-
-# The inner query walks the HNSW index in distance order, filtering as it goes; with iterative
-# scans it keeps walking until k rows pass the filter. "relaxed_order" may return them slightly
-# out of order, so the outer query sorts the k rows again (pgvector's documented pattern).
-# One branch per partition the employee may read (its own, its team's: see migration 0006);
-# each walks that partition's HNSW graph for its k nearest, and the k nearest of both win.
-# The `employee_id IS NULL` is what prunes the second branch to the team's partition.
-_RECALL_BRANCH = """
-    (SELECT m.id, m.kind, m.text, m.source, m.details,
-            m.embedding <=> %(query)s::vector AS distance
-     FROM employees_memoryentry m
-     WHERE {owner} AND m.embedding IS NOT NULL AND m.live
-       AND (m.expires_at IS NULL OR m.expires_at > now()) {kinds}
-     ORDER BY m.embedding <=> %(query)s::vector
-     LIMIT %(k)s)"""
-_OWN = "m.employee_id = %(employee)s"
-_TEAMS = "m.employee_id IS NULL AND m.team_id = %(team)s"
-
-
-def recall_sql(*, kinds: list[str] | None = None) -> str:
-    kinds_filter = "AND m.kind = ANY(%(kinds)s)" if kinds else ""
-    own, teams = (_RECALL_BRANCH.format(owner=o, kinds=kinds_filter) for o in (_OWN, _TEAMS))
-    # Only constant fragments are put together; every value is a parameter.
-    return f"""WITH nearest AS MATERIALIZED ({own}
-    UNION ALL{teams}
-)
-SELECT id, kind, text, source, details, distance FROM nearest
-ORDER BY distance, id LIMIT %(k)s"""  # noqa: S608
-
-
-def set_search_options(cursor, *, ef_search: int | None = None) -> None:
-    """Other hnsw.ef_search for the current transaction (connections default to the setting)."""
-    cursor.execute(
-        "SELECT set_config('hnsw.ef_search', %s, true), "
-        "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-        [str(ef_search or settings.MEMORY_EF_SEARCH)],
-    )
-
-
-def memory_recall(
-    *, employee: Employee, query: str, k: int, kinds: list[str] | None = None
-) -> list[Recalled]:
-    """The k memories nearest to `query` that this employee may see: its own and its team's."""
-    if k <= 0 or not query.strip():
-        return []
-    check_embedding_dimensions()
-    embedder = get_embedder()
-    if not embedder.local and not _has_memories(employee):
-        return []  # no call to the embedding endpoint for nothing
-    vector = embedder.embed([query[:8000]])[0]
-    params = {
-        "query": vector_literal(vector),
-        "employee": employee.pk,
-        "team": employee.team_id,
-        "k": k,
-        "kinds": kinds,
-    }
-    # hnsw.ef_search and iterative scans are set on every connection (settings.DATABASES).
-    with connection.cursor() as cursor:
-        cursor.execute(recall_sql(kinds=kinds), params)
-        rows = cursor.fetchall()
-    return [
-        Recalled(id=r[0], kind=r[1], text=r[2], source=r[3], details=_json(r[4]), distance=r[5])
-        for r in rows
-    ]
-
-
-def _has_memories(employee: Employee) -> bool:
-    own, team = _readable(employee)
-    return own.exists() or team.exists()
-
-
-def _json(value) -> dict:
-    # Django's psycopg setup hands jsonb to Python as text (JSONField decodes it itself).
-    return json.loads(value) if isinstance(value, str) else (value or {})

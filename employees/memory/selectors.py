@@ -1,4 +1,4 @@
-"""Reads of one owner's memory for the governance page: who may see it, lists, searches, export.
+"""Reads of memory: what an employee may still recall, and one owner's memory for its page.
 
 An owner is an employee (its private memory) or a team (memory shared by its employees). Team
 members see both; only the team's managers (and superusers) change them. Searches cover every
@@ -17,8 +17,8 @@ from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from aiworkforce.audit import Actor, audit_log
-from employees.embeddings import get_embedder
-from employees.memory import check_embedding_dimensions
+from employees.memory.embeddings import get_embedder
+from employees.memory.vectors import check_embedding_dimensions
 from employees.models import (
     Employee,
     KnowledgeDocument,
@@ -34,6 +34,30 @@ SEARCH_RESULTS = 25
 # those containing X. Every proposal is shown for review before anything is deleted.
 FORGET_MIN_SIMILARITY = 0.25
 FORGET_MAX_RESULTS = 500
+
+
+def memories_readable_by(employee: Employee, memories=MemoryEntry.objects) -> tuple:
+    """The employee's own memories and its team's, as two querysets: each reads one partition
+    (one OR of both would read every team's partition)."""
+    return (
+        memories.filter(employee_id=employee.pk),
+        memories.filter(employee__isnull=True, team_id=employee.team_id),
+    )
+
+
+def memories_still_visible(*, employee: Employee, ids) -> set[int]:
+    """Which of `ids` the employee may still recall: not deleted, not expired, not of a team
+    it has left. Each half reads one partition."""
+    if not ids:
+        return set()
+    recallable = MemoryEntry.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()), live=True, pk__in=ids
+    )
+    own, team = (
+        qs.order_by().values_list("pk", flat=True)
+        for qs in memories_readable_by(employee, recallable)
+    )
+    return set(own.union(team, all=True).order_by())
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,7 @@ class MemoryOwner:
 
     @property
     def path(self) -> str:
-        """The URL part naming the owner (see employees/memory_urls.py)."""
+        """The URL part naming the owner (see employees/memory/urls.py)."""
         return f"employees/{self.employee.handle}" if self.employee else f"teams/{self.team.pk}"
 
     @property

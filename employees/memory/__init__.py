@@ -1,0 +1,1 @@
+"""Long-term memory of employees and teams: remember, recall, correct, forget, documents."""

@@ -109,7 +109,7 @@ def audit_insert_sql(
 ) -> tuple[str, list | dict]:
     """An INSERT of one audit entry, to run alone or inside a larger statement.
 
-    `when` is an optional SQL condition (for example "EXISTS (SELECT 1 FROM released)") that
+    `when` is an optional SQL condition (for example "EXISTS (SELECT 1 FROM settle_task)") that
     decides, inside that statement, whether the entry is written. With `named`, placeholders
     are %(named_0)s... and the parameters a dict, for statements using named parameters.
     """

@@ -282,6 +282,12 @@ TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 300, minimum=1)
 # How many tasks one worker process runs at once (threads; they mostly wait for the model).
 TASKS_PER_WORKER = env_int("TASKS_PER_WORKER", 1, minimum=1)
 HTTP_TOOL_MAX_BYTES = env_int("HTTP_TOOL_MAX_BYTES", 100_000, minimum=1)
+# MCP tool servers: how long one request (connect, list, call) may take, how much of a tool's
+# result the model is given, and how often a worker re-lists a server's tools to compare them
+# with the definitions pinned by the grants.
+MCP_TIMEOUT_SECONDS = env_int("MCP_TIMEOUT_SECONDS", 30, minimum=1)
+MCP_RESULT_MAX_BYTES = env_int("MCP_RESULT_MAX_BYTES", 100_000, minimum=1)
+MCP_TOOLS_CACHE_SECONDS = env_int("MCP_TOOLS_CACHE_SECONDS", 60, minimum=0)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
 # Django refuses bodies over this before our webhook view can answer 413 with a clear message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BYTES + 1024)

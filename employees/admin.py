@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Count
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
@@ -28,6 +28,7 @@ from employees.models import (
     WorkingWindow,
 )
 from employees.validators import validate_working_windows
+from tasks.mcp.services import definition_diff, grant_reapprove, mcp_tool_definition
 from tasks.tools import all_tools
 
 
@@ -156,11 +157,23 @@ class ToolGrantForm(forms.ModelForm):
         self.fields["tool_name"].choices = [(t.name, t.name) for t in all_tools()]
 
 
+@admin.display(description="Suspended")
+def grant_suspension(grant: ToolGrant) -> str:
+    """Why an MCP grant is suspended, and what changed, for the manager who reviews it."""
+    if grant.suspended_at is None:
+        return ""
+    changes = definition_diff(grant.pinned_definition, mcp_tool_definition(grant.tool_name))
+    return format_html(
+        "{}<br>{}", grant.suspended_reason, format_html_join("", "{}<br>", ((c,) for c in changes))
+    )
+
+
 class ToolGrantInline(admin.TabularInline):
     model = ToolGrant
     form = ToolGrantForm
     extra = 0
     formfield_overrides = JSON_EDITOR
+    readonly_fields = [grant_suspension]
 
 
 class DutyInline(admin.TabularInline):
@@ -353,8 +366,12 @@ class EmployeeAdmin(admin.ModelAdmin):
 
 @admin.register(ToolGrant)
 class ToolGrantAdmin(admin.ModelAdmin):
-    list_display = ["employee", "tool_name", "policy"]
-    list_filter = ["tool_name", "policy"]
+    """Every grant; suspended MCP grants (their tool changed) are reviewed and re-approved here."""
+
+    list_display = ["employee", "tool_name", "policy", "suspended_at"]
+    list_filter = [("suspended_at", admin.EmptyFieldListFilter), "policy", "tool_name"]
+    readonly_fields = [grant_suspension]
+    actions = ["reapprove"]
     list_select_related = ["employee"]
     autocomplete_fields = ["employee"]
     search_fields = ["employee__handle", "tool_name"]
@@ -371,6 +388,18 @@ class ToolGrantAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj) -> None:
         services.tool_grant_revoke(grant=obj, actor=_actor(request))
+
+    @admin.action(description="Re-approve the MCP tool as its server describes it now")
+    def reapprove(self, request, queryset) -> None:
+        for grant in queryset.filter(suspended_at__isnull=False).select_related("employee"):
+            try:
+                grant_reapprove(grant=grant, actor=_actor(request))
+            except ValidationError as exc:
+                self.message_user(request, f"{grant}: {' '.join(exc.messages)}", messages.ERROR)
+                continue
+            self.message_user(
+                request, f"Re-approved {grant.tool_name} for @{grant.employee.handle}."
+            )
 
 
 @admin.register(Duty)

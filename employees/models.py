@@ -331,12 +331,17 @@ class ToolPolicy(models.TextChoices):
 
 class ToolGrant(models.Model):
     employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="tool_grants")
-    tool_name = models.CharField(max_length=64)
+    tool_name = models.CharField(max_length=200)
     scope = models.JSONField(default=dict, blank=True)
     policy = models.CharField(
         max_length=16, choices=ToolPolicy.choices, default=ToolPolicy.NEEDS_APPROVAL
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # An MCP tool's description and schema as they were when granted (rug-pull guard): when
+    # its server serves another, the grant is suspended until a manager approves the new one.
+    pinned_definition = models.JSONField(default=dict, blank=True, editable=False)
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspended_reason = models.CharField(max_length=500, blank=True, editable=False)
 
     class Meta:
         ordering = ["tool_name"]

@@ -28,6 +28,7 @@ from employees.models import (
     WorkingWindow,
 )
 from employees.validators import validate_working_windows
+from tasks.mcp.services import grant_pin, split_tool_name
 
 # Which lifecycle moves are allowed; offboarding is final.
 TRANSITIONS: dict[str, set[str]] = {
@@ -136,10 +137,12 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
     from tasks import services as task_services
 
     if to == EmployeeStatus.OFFBOARDED:
-        # Offboarding stops every schedule, revokes webhook credentials and ends open work;
-        # the history is kept.
+        # Offboarding stops every schedule, revokes webhook credentials and tool grants (MCP
+        # tools included) and ends open work; the history is kept (the trail names each grant).
         employee.duties.filter(enabled=True).update(enabled=False)
         employee.webhooks.filter(enabled=True).update(enabled=False)
+        for grant in employee.tool_grants.all():
+            tool_grant_revoke(grant=grant, actor=actor)
         task_services.tasks_cancel_for_employee(
             employee=employee, actor=actor, reason="Offboarded."
         )
@@ -225,6 +228,9 @@ def tool_grant_save(*, grant: ToolGrant, actor: Actor) -> ToolGrant:
     """Grant a tool (or change a grant's scope or policy) after validating it against the tool."""
     grant.full_clean()
     created = grant.pk is None
+    if created and split_tool_name(grant.tool_name):
+        # An MCP tool is granted as its server describes it now (the rug-pull guard's pin).
+        grant_pin(grant=grant)
     grant.save()
     audit_log(
         action="tool_grant.created" if created else "tool_grant.changed",

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
 from tasks import (
+    admin_mcp,  # noqa: F401 - registers the MCP server admins
     admin_webhooks,  # noqa: F401 - registers the webhook admins
     services,
 )

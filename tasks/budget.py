@@ -34,7 +34,7 @@ class Reservation:
     amount: Decimal
     day: date
     max_tokens: int
-    # Names this reservation on the task row, so that it is settled once (tasks.steps).
+    # Names this reservation on the task row, so that it is settled once (tasks.settlement).
     id: str = ""
 
 

@@ -107,11 +107,18 @@ FROM run, claimed
 
 # What the loop's first turn needs comes back with the claim, so it costs no more round trips:
 # the task as updated, its employee and team, and the employee's tool grants (in the order of
-# ToolGrant.Meta.ordering; created_at is left deferred).
-_GRANT_FIELDS = ("id", "employee_id", "tool_name", "scope", "policy")
+# ToolGrant.Meta.ordering; created_at and suspended_reason are left deferred, and suspended_at
+# comes as JSON text: the loop only asks whether it is set).
+# ToolGrant.from_db takes the values in the model's field order, so the list is built from it.
+_GRANT_FIELDS = tuple(
+    field.attname
+    for field in ToolGrant._meta.concrete_fields
+    if field.attname not in ("created_at", "suspended_reason")
+)
 _GRANTS_SQL = (
-    "(SELECT json_agg(json_build_array(g.id, g.employee_id, g.tool_name, g.scope, g.policy) "
-    "ORDER BY g.tool_name) FROM employees_toolgrant g WHERE g.employee_id = e.id) AS grants"
+    "(SELECT json_agg(json_build_array("  # noqa: S608 - column names of the model
+    + ", ".join(f"g.{name}" for name in _GRANT_FIELDS)
+    + ") ORDER BY g.tool_name) FROM employees_toolgrant g WHERE g.employee_id = e.id) AS grants"
 )
 
 

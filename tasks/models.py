@@ -311,3 +311,56 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_id} at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+class McpTransport(models.TextChoices):
+    STDIO = "stdio", "Local command (stdio)"
+    HTTP = "http", "Streamable HTTP"
+
+
+class McpServer(models.Model):
+    """A Model Context Protocol server whose tools employees may be granted, one by one."""
+
+    name = models.SlugField(
+        max_length=40,
+        unique=True,
+        help_text="Short name; its tools are called mcp:NAME/TOOL (letters, digits, - and _).",
+    )
+    transport = models.CharField(max_length=8, choices=McpTransport.choices)
+    command = models.CharField(max_length=500, blank=True, help_text="stdio: the executable")
+    args = models.JSONField(default=list, blank=True, help_text="stdio: its arguments")
+    url = models.URLField(max_length=500, blank=True, help_text="HTTP: the endpoint's URL")
+    # Environment values (stdio) and headers (HTTP), as one Fernet token of a JSON object
+    # {"env": {...}, "headers": {...}}: written once, never shown again (names only).
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    secret_names = models.JSONField(default=list, blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class McpTool(models.Model):
+    """A tool an MCP server offered when it was last listed: its description and schema."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=128)
+    # ToolDefinition.as_json(): name, description, input_schema, annotations.
+    definition = models.JSONField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="one_row_per_mcp_tool")
+        ]
+        verbose_name = "MCP tool"
+
+    def __str__(self) -> str:
+        return f"mcp:{self.server.name}/{self.name}"

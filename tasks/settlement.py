@@ -3,7 +3,8 @@
 Invariant (money): a reservation is taken off exactly once — on the task, on the day it was
 reserved for, and on the root request of a delegated task — by whichever statement settles it
 first; a later settlement (after a reclaim charged it as spent) adds only what the call cost
-beyond the charge. Every settlement in the project is built by `settle`.
+beyond the charge. Every settlement of a call is built by `settle`; the one other charge, of a
+dead worker's reservation, is part of the claim statement that takes its task (tasks.claims).
 """
 
 from __future__ import annotations
@@ -54,20 +55,22 @@ def settle(
             "lease_expires_at = NULL, finished_at = now(), updated_at = now(), "
         )
         params = [release.status, release.reason[:500], storable_copy(release.result)]
-        lease = " AND status = 'running' AND lease_owner = %s"
-    # SET sees the row as it was: the row still names this reservation ("mine"), which it then
-    # marks settled (rid + "!"); RETURNING's old.* tells the day and root rows which case it was.
+        lease = " AND t.status = 'running' AND t.lease_owner = %s"
+    # The row as it was, locked (RETURNING old.* would need PostgreSQL 18): "mine" while it
+    # still names this reservation, which the UPDATE then marks settled (rid + "!"); "again"
+    # when it was settled already. The day and root rows read which case it was.
+    prev_sql = "SELECT reservation_id FROM tasks_task WHERE id = %s FOR UPDATE"
     task_sql = (
-        f"UPDATE tasks_task SET {sets}"  # noqa: S608 - fixed fragments
-        "reserved_cost = CASE WHEN reservation_id = %s THEN GREATEST(reserved_cost - %s, 0) "
-        "ELSE reserved_cost END, "
-        "cost = cost + CASE WHEN reservation_id = %s THEN %s WHEN reservation_id = %s THEN 0 "
-        "ELSE GREATEST(%s - %s, 0) END, "
-        "reservation_id = CASE WHEN reservation_id = %s THEN %s ELSE reservation_id END, "
-        "tokens_in = tokens_in + CASE WHEN reservation_id = %s THEN 0 ELSE %s END, "
-        "tokens_out = tokens_out + CASE WHEN reservation_id = %s THEN 0 ELSE %s END "
-        f"WHERE id = %s{lease} "
-        "RETURNING old.reservation_id = %s AS mine, old.reservation_id = %s AS again"
+        f"UPDATE tasks_task t SET {sets}"  # noqa: S608 - fixed fragments
+        "reserved_cost = CASE WHEN p.reservation_id = %s "
+        "THEN GREATEST(t.reserved_cost - %s, 0) ELSE t.reserved_cost END, "
+        "cost = t.cost + CASE WHEN p.reservation_id = %s THEN %s "
+        "WHEN p.reservation_id = %s THEN 0 ELSE GREATEST(%s - %s, 0) END, "
+        "reservation_id = CASE WHEN p.reservation_id = %s THEN %s ELSE t.reservation_id END, "
+        "tokens_in = t.tokens_in + CASE WHEN p.reservation_id = %s THEN 0 ELSE %s END, "
+        "tokens_out = t.tokens_out + CASE WHEN p.reservation_id = %s THEN 0 ELSE %s END "
+        f"FROM settle_prev p WHERE t.id = %s{lease} "
+        "RETURNING p.reservation_id = %s AS mine, p.reservation_id = %s AS again"
     )
     task_params = [
         *params,
@@ -82,6 +85,7 @@ def settle(
     # No row (the task is not ours to release): NOT NULL is not true, so nothing else moves.
     not_again = "NOT (SELECT again FROM settle_task)"
     parts: list[Part] = [
+        ("settle_prev", prev_sql, [task.pk]),
         ("settle_task", task_sql, task_params),
         (
             "settle_day",

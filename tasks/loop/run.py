@@ -28,7 +28,6 @@ from tasks.loop.state import Parked, StepCallback, Turn
 from tasks.loop.tool_calls import handle_call, tool_or_none
 from tasks.loop.waits import escalate_loop, resume_system_escalation
 from tasks.models import Run, RunStatus, Step, StepKind, TaskStatus
-from tasks.tools import get_tool
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +45,11 @@ def run_task(
         task=task,
         run=run,
         worker=worker,
+        # A suspended grant (its MCP tool changed since it was granted) is not offered.
         grants={
-            grant.tool_name: grant for grant in claim.grants if grant.policy != ToolPolicy.NEVER
+            grant.tool_name: grant
+            for grant in claim.grants
+            if grant.policy != ToolPolicy.NEVER and grant.suspended_at is None
         },
         on_step=on_step,
         # A first run has no steps yet: no need to ask.
@@ -92,8 +94,12 @@ def _turns(turn: Turn) -> None:
     turn.memories = _memories_for(turn)
     # The offline engine applies lessons literally, so it is given the same memories.
     provider = provider_for(task, memories=turn.memories)
-    tool_names = [name for name in turn.grants if tool_or_none(name)]
-    tools = [get_tool(name).schema_for_model() for name in tool_names]
+    granted = [tool for name in turn.grants if (tool := tool_or_none(name))]
+    tool_names = [tool.name for tool in granted]
+    tools = [tool.schema_for_model() for tool in granted]
+    # The model calls some tools by another name (an MCP tool's "mcp:SERVER/TOOL" is not one
+    # model APIs accept): calls are mapped back to the tool's own name.
+    turn.model_names = {tool.model_name: tool.name for tool in granted if tool.model_name}
     tools_json = json.dumps(tools)
     tools_size = (len(tools_json), len(tools_json.encode()))
     system = system_prompt(task, tool_names, memories=turn.memories)

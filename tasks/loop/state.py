@@ -50,6 +50,8 @@ class Turn:
     awaiting: dict[int, str] = field(default_factory=dict)
     # A tool's outcome not yet written: the next statement carries it (see record's `hold`).
     held: Carry | None = None
+    # Tool names the model calls by another name (tools.Tool.model_name) → the tool's name.
+    model_names: dict[str, str] = field(default_factory=dict)
 
     def record(
         self,

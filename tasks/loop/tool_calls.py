@@ -45,7 +45,7 @@ def tool_or_none(name: str):
 def handle_call(turn: Turn, transcript: Transcript, call: dict) -> None:
     """Give one pending call of the model's answer its result (or park until it has one)."""
     call_id = call["id"]
-    name = call["function"]["name"]
+    name = turn.model_names.get(call["function"]["name"], call["function"]["name"])
     raw_arguments = call["function"].get("arguments") or "{}"
     if call_id in transcript.waits:
         _resume_waiting_call(turn, transcript.waits[call_id], call_id, name)
@@ -139,7 +139,7 @@ def _execute(turn: Turn, call_id: str, tool, grant: ToolGrant, arguments: dict) 
         start_delegation(turn, call_id, tool, grant, arguments)
         return
     context = ToolContext(
-        task=turn.task, employee=turn.task.employee, call_id=call_id, scope=grant.scope
+        task=turn.task, employee=turn.task.employee, call_id=call_id, scope=grant.scope, grant=grant
     )
 
     def record(result: dict, hold: bool = False) -> None:

@@ -14,6 +14,7 @@ from tasks.tools.registry import (
     all_tools,
     get_tool,
     register,
+    register_source,
     validate_arguments,
     validate_scope,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "all_tools",
     "get_tool",
     "register",
+    "register_source",
     "validate_arguments",
     "validate_scope",
 ]

@@ -34,6 +34,8 @@ class ToolContext:
     employee: Any
     call_id: str
     scope: dict[str, Any]
+    # The grant the call is made under (an MCP tool compares its pinned definition).
+    grant: Any = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,15 @@ class Tool:
     check_scope: Callable[[dict, dict], str | None] | None = None
     # (context, arguments) -> a JSON-serialisable result.
     execute: Callable[[ToolContext, dict], dict] | None = None
+    # The name the model calls it by, when `name` is not one a model API accepts
+    # (^[a-zA-Z0-9_-]{1,64}$, e.g. "mcp:orders/lookup_order" → "mcp__orders__lookup_order").
+    model_name: str = ""
 
     def schema_for_model(self) -> dict[str, Any]:
         return {
             "type": "function",
             "function": {
-                "name": self.name,
+                "name": self.model_name or self.name,
                 "description": self.description,
                 "parameters": self.parameters,
             },
@@ -74,6 +79,8 @@ class Tool:
 
 
 _REGISTRY: dict[str, Tool] = {}
+# Tools declared elsewhere (an MCP server's), by name prefix: (resolve one by name, list all).
+_SOURCES: dict[str, tuple[Callable[[str], Tool | None], Callable[[], list[Tool]]]] = {}
 
 
 def register(tool: Tool) -> Tool:
@@ -85,16 +92,31 @@ def register(tool: Tool) -> Tool:
     return tool
 
 
+def register_source(
+    prefix: str, resolve: Callable[[str], Tool | None], listing: Callable[[], list[Tool]]
+) -> None:
+    """Tools whose names start with `prefix` are looked up by `resolve` (None: no such tool)."""
+    _SOURCES[prefix] = (resolve, listing)
+
+
 def get_tool(name: str) -> Tool:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownToolError(f"There is no tool called {name!r}. Known tools: {known}.") from None
+    tool = _REGISTRY.get(name)
+    if tool is not None:
+        return tool
+    for prefix, (resolve, _listing) in _SOURCES.items():
+        if name.startswith(prefix) and (tool := resolve(name)) is not None:
+            return tool
+    known = ", ".join(sorted(_REGISTRY))
+    hint = "".join(f", or {prefix}… tools of a registered server" for prefix in _SOURCES)
+    raise UnknownToolError(f"There is no tool called {name!r}. Known tools: {known}{hint}.")
 
 
 def all_tools() -> list[Tool]:
-    return sorted(_REGISTRY.values(), key=lambda tool: tool.name)
+    """Every tool that could be granted: the built-in ones and those of every source."""
+    tools = list(_REGISTRY.values())
+    for _resolve, listing in _SOURCES.values():
+        tools.extend(listing())
+    return sorted(tools, key=lambda tool: tool.name)
 
 
 @lru_cache(maxsize=256)

@@ -6,7 +6,7 @@ import pytest
 
 from aiworkforce.models import AuditEntry
 from employees import services
-from employees.models import Duty, Employee, EmployeeStatus
+from employees.models import Duty, Employee, EmployeeStatus, ToolGrant
 from tests.factories import EmployeeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +36,22 @@ def test_offboarding_stops_duties_keeps_history_and_is_final(system_actor):
     assert employee.offboarded_at is not None
     assert not employee.duties.filter(enabled=True).exists()
     assert employee.duties.count() == 1
+    with pytest.raises(services.TransitionError, match="is offboarded and cannot become active"):
+        services.employee_activate(employee=employee, actor=system_actor)
+
+
+def test_offboarding_revokes_every_tool_grant_and_the_trail_names_each(system_actor):
+    employee = EmployeeFactory()
+    for tool in ("escalate_to_human", "create_task"):
+        services.tool_grant_save(
+            grant=ToolGrant(employee=employee, tool_name=tool), actor=system_actor
+        )
+
+    services.employee_offboard(employee=employee, actor=system_actor)
+
+    assert not employee.tool_grants.exists()
+    revoked = AuditEntry.objects.filter(action="tool_grant.revoked").values_list("data", flat=True)
+    assert sorted(entry["tool"] for entry in revoked) == ["create_task", "escalate_to_human"]
     with pytest.raises(services.TransitionError, match="is offboarded and cannot become active"):
         services.employee_activate(employee=employee, actor=system_actor)
 

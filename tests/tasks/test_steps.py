@@ -269,6 +269,7 @@ def test_a_final_answer_releases_the_task_and_settles_it_and_its_root(clerk):
     )
     assert (child.tokens_in, child.tokens_out) == (10, 5)
     assert Task.objects.get(pk=root.pk).descendants_cost == cost
+    assert _day(child) == (cost, 0)
 
 
 def test_a_final_answer_for_a_task_no_longer_ours_changes_nothing(clerk):
@@ -284,6 +285,7 @@ def test_a_final_answer_for_a_task_no_longer_ours_changes_nothing(clerk):
     assert (child.status, child.result) == (TaskStatus.RUNNING, "")
     assert _money(child) == (0, reservation.amount, reservation.id)
     assert Task.objects.get(pk=root.pk).descendants_cost == reservation.amount
+    assert _day(child) == (0, reservation.amount)
 
 
 def test_only_a_delegated_task_settles_on_a_root(clerk):
@@ -292,10 +294,12 @@ def test_only_a_delegated_task_settles_on_a_root(clerk):
     reservation = budget.Reservation(amount=Decimal("1"), day=date(2026, 1, 2), max_tokens=1)
 
     assert [name for name, _, _ in settle(task=root, reservation=reservation, cost=0)] == [
+        "settle_prev",
         "settle_task",
         "settle_day",
     ]
     assert [name for name, _, _ in settle(task=child, reservation=reservation, cost=0)] == [
+        "settle_prev",
         "settle_task",
         "settle_day",
         "settle_root",

@@ -1,0 +1,1 @@
+"""Model Context Protocol: tool servers as sources of tools."""

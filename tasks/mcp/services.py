@@ -1,0 +1,244 @@
+"""MCP servers and their tools: register a server, list its tools, pin and suspend grants.
+
+Every change is audited; a server's environment values and headers are stored encrypted
+(aiworkforce.secrets) and appear nowhere else: not in the audit trail, steps, prompts or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from aiworkforce.audit import Actor, audit_log
+from aiworkforce.secrets import decrypt_secret, encrypt_secret
+from employees.models import ToolGrant, ToolPolicy
+from tasks.mcp import client
+from tasks.models import McpServer, McpTool, McpTransport
+
+PREFIX = "mcp:"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def split_tool_name(tool_name: str) -> tuple[str, str] | None:
+    """("orders", "lookup_order") for "mcp:orders/lookup_order"; None for any other name."""
+    if not tool_name.startswith(PREFIX) or "/" not in tool_name:
+        return None
+    server, _, tool = tool_name[len(PREFIX) :].partition("/")
+    return (server, tool) if server and tool else None
+
+
+def mcp_server_validate(
+    *,
+    name: str,
+    url: str = "",
+    headers: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> McpServer:
+    """The server as it would be added (not saved), or ValidationError saying what is wrong."""
+    name = (name or "").strip()
+    if not _NAME.match(name):
+        raise ValidationError(
+            f"'{name}' is not a usable server name: use 1 to 40 lower-case letters, digits, - or "
+            "_, starting with a letter or digit (its tools are called mcp:NAME/TOOL)."
+        )
+    if McpServer.objects.filter(name=name).exists():
+        raise ValidationError(f"There is already an MCP server called '{name}'.")
+    if bool(url) == bool(command):
+        raise ValidationError("Give either a URL (streamable HTTP) or a command (stdio).")
+    headers, env = headers or {}, env or {}
+    if url:
+        if env:
+            raise ValidationError("Environment values are for a command (stdio), not a URL.")
+        if not re.match(r"^https?://", url):
+            raise ValidationError(f"'{url}' is not an http:// or https:// URL.")
+        for header in headers:
+            if not _HEADER_NAME.match(header):
+                raise ValidationError(f"'{header}' is not a valid HTTP header name.")
+    else:
+        if headers:
+            raise ValidationError("Headers are for a URL (streamable HTTP), not a command.")
+        for key in env:
+            if not _ENV_NAME.match(key):
+                raise ValidationError(f"'{key}' is not a valid environment variable name.")
+    server = McpServer(
+        name=name,
+        transport=McpTransport.HTTP if url else McpTransport.STDIO,
+        url=url,
+        command=command[0] if command else "",
+        args=list(command[1:]) if command else [],
+        secret_names=sorted(headers) if url else sorted(env),
+    )
+    if headers or env:
+        server.secrets_encrypted = encrypt_secret(json.dumps({"env": env, "headers": headers}))
+    server.full_clean(exclude=["secrets_encrypted", "secret_names"])
+    return server
+
+
+def mcp_server_add(
+    *,
+    name: str,
+    actor: Actor,
+    url: str = "",
+    headers: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> McpServer:
+    """Register a server, over streamable HTTP (url, headers) or stdio (command, env)."""
+    server = mcp_server_validate(name=name, url=url, headers=headers, command=command, env=env)
+    with transaction.atomic():
+        server.save()
+        audit_log(
+            action="mcp.server_added",
+            actor=actor,
+            subject=server,
+            # Names of secrets only: never their values.
+            data={
+                "transport": server.transport,
+                "url": server.url,
+                "command": server.command,
+                "args": server.args,
+                "secret_names": server.secret_names,
+            },
+        )
+    return server
+
+
+def server_spec(server: McpServer) -> client.ServerSpec:
+    """How to reach the server, secrets decrypted (keep it in memory; never log it)."""
+    secrets = (
+        json.loads(decrypt_secret(server.secrets_encrypted)) if server.secrets_encrypted else {}
+    )
+    return client.ServerSpec(
+        name=server.name,
+        transport=server.transport,
+        command=server.command,
+        args=tuple(server.args),
+        env=tuple(sorted(secrets.get("env", {}).items())),
+        url=server.url,
+        headers=tuple(sorted(secrets.get("headers", {}).items())),
+    )
+
+
+def mcp_tools_refresh(*, server: McpServer, actor: Actor) -> list[McpTool]:
+    """List the server's tools now, store them, and suspend grants whose tool changed.
+
+    Raises client.McpError (and records it on the server) when it cannot be listed.
+    """
+    try:
+        definitions = client.list_tools(server_spec(server), timeout=settings.MCP_TIMEOUT_SECONDS)
+    except client.McpError as exc:
+        McpServer.objects.filter(pk=server.pk).update(
+            last_checked_at=timezone.now(), last_error=str(exc)[:500]
+        )
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        rows = []
+        for definition in definitions:
+            row, _ = McpTool.objects.update_or_create(
+                server=server,
+                name=definition.name,
+                defaults={"definition": definition.as_json(), "seen_at": now},
+            )
+            rows.append(row)
+        McpTool.objects.filter(server=server).exclude(
+            name__in=[definition.name for definition in definitions]
+        ).delete()
+        McpServer.objects.filter(pk=server.pk).update(last_checked_at=now, last_error="")
+        current = {row.name: row.definition for row in rows}
+        for grant in ToolGrant.objects.filter(
+            tool_name__startswith=f"{PREFIX}{server.name}/", suspended_at__isnull=True
+        ):
+            _, tool = split_tool_name(grant.tool_name)
+            if current.get(tool) != grant.pinned_definition:
+                grant_suspend(grant=grant, live=current.get(tool), actor=actor)
+    return rows
+
+
+def default_policy(definition: dict) -> str:
+    """Read-only tools run automatically; any other needs approval (MCP's destructiveHint
+    defaults to true)."""
+    read_only = definition.get("annotations", {}).get("readOnlyHint") is True
+    return ToolPolicy.AUTO if read_only else ToolPolicy.NEEDS_APPROVAL
+
+
+def mcp_tool_definition(tool_name: str) -> dict | None:
+    """The definition last listed for "mcp:SERVER/TOOL", or None."""
+    parts = split_tool_name(tool_name)
+    if parts is None:
+        return None
+    row = McpTool.objects.filter(server__name=parts[0], name=parts[1]).first()
+    return row.definition if row else None
+
+
+def grant_pin(*, grant: ToolGrant) -> None:
+    """Pin an MCP grant to the tool's definition as listed now (before the grant is saved)."""
+    definition = mcp_tool_definition(grant.tool_name)
+    if definition is None:
+        raise ValidationError(
+            f"{grant.tool_name} is not a tool its server offered when last listed; run "
+            f"./workforce manage mcp tools {split_tool_name(grant.tool_name)[0]} first."
+        )
+    grant.pinned_definition = definition
+    grant.suspended_at, grant.suspended_reason = None, ""
+
+
+def grant_suspend(*, grant: ToolGrant, live: dict | None, actor: Actor) -> bool:
+    """The server now serves another definition (or none): the model no longer sees the tool."""
+    reason = (
+        "its server no longer offers it"
+        if live is None
+        else "its server now describes it differently than when it was granted"
+    )
+    updated = ToolGrant.objects.filter(pk=grant.pk, suspended_at__isnull=True).update(
+        suspended_at=timezone.now(), suspended_reason=f"Suspended: {reason}."
+    )
+    if updated:
+        audit_log(
+            action="tool.grant_suspended",
+            actor=actor,
+            subject=grant.employee,
+            data={
+                "tool": grant.tool_name,
+                "reason": reason,
+                "changes": definition_diff(grant.pinned_definition, live),
+            },
+        )
+    return bool(updated)
+
+
+def grant_reapprove(*, grant: ToolGrant, actor: Actor) -> ToolGrant:
+    """A manager reviewed the new definition: pin it and lift the suspension."""
+    grant_pin(grant=grant)
+    with transaction.atomic():
+        grant.save(update_fields=["pinned_definition", "suspended_at", "suspended_reason"])
+        audit_log(
+            action="tool.grant_reapproved",
+            actor=actor,
+            subject=grant.employee,
+            data={"tool": grant.tool_name},
+        )
+    return grant
+
+
+def definition_diff(pinned: dict, live: dict | None) -> list[str]:
+    """What changed between two definitions, one line per field, for a person to review."""
+    if live is None:
+        return ["the tool is gone"]
+    lines = []
+    for field in ("description", "input_schema", "annotations"):
+        before, after = pinned.get(field), live.get(field)
+        if before != after:
+            lines.append(
+                f"{field}: {json.dumps(before, sort_keys=True)[:400]} → "
+                f"{json.dumps(after, sort_keys=True)[:400]}"
+            )
+    return lines

@@ -61,3 +61,15 @@ def decrypt_secret(token: str) -> str:
             "A stored secret cannot be decrypted: FIELD_ENCRYPTION_KEY (or SECRET_KEY, when "
             "FIELD_ENCRYPTION_KEY is unset) changed since it was saved. Rotate the secret."
         ) from None
+
+
+def reencrypt_secret(token: str) -> str:
+    """The same secret encrypted with the first key of FIELD_ENCRYPTION_KEY (after a rotation,
+    so that the old key can be dropped); SecretDecryptionError when no listed key opens it."""
+    try:
+        return _current().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise SecretDecryptionError(
+            "A stored secret cannot be decrypted with any key in FIELD_ENCRYPTION_KEY: keep the "
+            "old key listed after the new one until the rotation is done."
+        ) from None

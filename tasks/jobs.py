@@ -30,14 +30,15 @@ def run_task(task_id: int) -> str | int | None:
 
 def run_due() -> dict[str, int]:
     """One batch pass: due duties, expired approvals, late delegations, runnable tasks, dead
-    workers' leases, memories past their retention, documents whose reading job was lost, and
-    outbox emails to try again."""
+    workers' leases, memories past their retention, documents whose reading job was lost,
+    outbox emails to try again, and MCP servers whose granted tools may have changed."""
     from django.conf import settings
 
     from approvals.services import approvals_expire_due
     from employees.memory.ingest import documents_resume_stalled
     from employees.memory.partitions import memory_partitions_drop_orphaned
     from employees.memory.services import memories_expire
+    from tasks.mcp.services import mcp_servers_check_due
     from tasks.services import (
         delegations_wake_overdue,
         tasks_dispatch_waiting,
@@ -70,6 +71,7 @@ def run_due() -> dict[str, int]:
         "emails_sent": outbox["sent"],
         "emails_retrying": outbox["retry"],
         "emails_failed": outbox["failed"],
+        "suspended_mcp_grants": mcp_servers_check_due(),  # may wait on the servers: last
     }
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
@@ -161,6 +163,27 @@ def mcp_tools_refresh(*, server: McpServer, actor: Actor) -> list[McpTool]:
             if current.get(tool) != grant.pinned_definition:
                 grant_suspend(grant=grant, live=current.get(tool), actor=actor)
     return rows
+
+
+def mcp_servers_check_due(*, now=None) -> int:
+    """List again the tools of each server whose tools are granted, when it was last listed
+    over MCP_TOOLS_CACHE_SECONDS (at least a minute) ago, so that a changed tool is suspended
+    before the model is offered it. A server that does not answer keeps the error on its row.
+    Returns how many grants were suspended."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=max(settings.MCP_TOOLS_CACHE_SECONDS, 60))
+    active = ToolGrant.objects.filter(tool_name__startswith=PREFIX, suspended_at__isnull=True)
+    granted = {split_tool_name(name)[0] for name in active.values_list("tool_name", flat=True)}
+    due = McpServer.objects.filter(name__in=granted).filter(
+        Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=cutoff)
+    )
+    before = ToolGrant.objects.filter(suspended_at__isnull=False).count()
+    for server in due:
+        try:
+            mcp_tools_refresh(server=server, actor=Actor.system("tool check"))
+        except client.McpError:
+            continue  # recorded on the server; its grants are checked again at each call
+    return ToolGrant.objects.filter(suspended_at__isnull=False).count() - before
 
 
 def default_policy(definition: dict) -> str:

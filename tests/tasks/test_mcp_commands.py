@@ -135,3 +135,33 @@ def test_bad_grants_are_refused_with_a_reason(args, message):
     with pytest.raises(CommandError, match=message):
         _run("grant", *args)
     assert not ToolGrant.objects.filter(employee__handle="ava").exists()
+
+
+def test_rotate_secrets_reencrypts_with_the_new_key_so_the_old_one_can_go(settings):
+    from cryptography.fernet import Fernet
+
+    from tasks.mcp.services import server_spec
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = old
+    _add_stdio()
+    settings.FIELD_ENCRYPTION_KEY = f"{new},{old}"
+
+    assert "1 MCP servers" in _run("rotate_secrets")
+
+    settings.FIELD_ENCRYPTION_KEY = new
+    spec = server_spec(McpServer.objects.get(name="orders"))
+    assert dict(spec.env) == {"ORDERS_TOKEN": "s3cret-env"}
+
+
+def test_rotate_secrets_changes_nothing_when_a_secret_cannot_be_opened(settings):
+    from cryptography.fernet import Fernet
+
+    settings.FIELD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    _add_stdio()
+    stored = McpServer.objects.get(name="orders").secrets_encrypted
+    settings.FIELD_ENCRYPTION_KEY = Fernet.generate_key().decode()  # the old key was dropped
+
+    with pytest.raises(CommandError, match="Nothing was changed"):
+        _run("rotate_secrets")
+    assert McpServer.objects.get(name="orders").secrets_encrypted == stored

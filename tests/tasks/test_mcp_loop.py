@@ -265,3 +265,35 @@ def test_the_offline_engine_follows_an_sop_step_naming_an_mcp_tool(settings, ava
 
     (step,) = _tool_steps(task)
     assert step["status"] == "ok" and "Order A-1001" in step["result"]["content"]
+
+
+def test_the_inbox_shows_an_mcp_action_and_its_arguments_readably(model_server, ava, client):
+    from tests.factories import MembershipFactory
+
+    model_server.enqueue(
+        reply(tool_calls=[("mcp__orders__refund_order", {"order_id": "A-1001", "amount": 84.0})])
+    )
+    run_task(assigned_task(ava, "Refund order A-1001.").pk)
+    approver = UserFactory(username="dana")
+    MembershipFactory(team=ava.team, user=approver, role="approver")
+    client.force_login(approver)
+
+    page = client.get("/inbox/").text
+
+    assert "refund_order on the MCP server orders" in page
+    assert "<dt>order_id</dt><dd>A-1001</dd>" in page and "<dt>amount</dt><dd>84.0</dd>" in page
+
+
+def test_run_due_suspends_a_changed_tool_before_the_model_is_offered_it(ava, orders):
+    from aiworkforce.secrets import decrypt_secret, encrypt_secret
+    from tasks.jobs import run_due
+
+    secrets = json.loads(decrypt_secret(McpServer.objects.get(pk=orders.pk).secrets_encrypted))
+    secrets["env"]["MCP_VARIANT"] = "changed"
+    McpServer.objects.filter(pk=orders.pk).update(
+        secrets_encrypted=encrypt_secret(json.dumps(secrets)), last_checked_at=None
+    )
+
+    assert run_due()["suspended_mcp_grants"] == 1
+    assert ToolGrant.objects.get(employee=ava, tool_name=LOOKUP).suspended_at is not None
+    assert run_due()["suspended_mcp_grants"] == 0  # listed a moment ago: not again yet

@@ -11,7 +11,8 @@ class Command(BaseCommand):
     help = (
         "Materialise due duties, expire undecided approvals, escalate late delegations, "
         "dispatch runnable tasks, "
-        "reclaim expired leases and retry outbox emails (one pass)."
+        "reclaim expired leases, retry outbox emails and list granted MCP servers' tools again "
+        "(one pass)."
     )
 
     def handle(self, *args, **options) -> None:
@@ -25,5 +26,6 @@ class Command(BaseCommand):
             f"{counts['resumed_documents']} stalled documents asked to be read again, "
             f"{counts['emails_sent']} outbox emails sent on a retry, "
             f"{counts['emails_retrying']} to try again later, "
-            f"{counts['emails_failed']} given up."
+            f"{counts['emails_failed']} given up, "
+            f"{counts['suspended_mcp_grants']} MCP grants suspended (their tool changed)."
         )

@@ -245,20 +245,21 @@ def _bench_database_on_embedded_server() -> str:
     return f"postgres://postgres@{quote(socket_dir, safe='')}/aiworkforce_bench"
 
 
-def bench_employee():
+def bench_employee(handle: str = "bench-runner", tool: str = "bench_echo"):
+    """An active employee with one automatic grant (made once; the grant is checked each run)."""
     from decimal import Decimal
 
     from aiworkforce.audit import Actor
     from employees import services
     from employees.models import Employee, EmployeeStatus, Team, ToolGrant, ToolPolicy
 
-    employee = Employee.objects.filter(handle="bench-runner").first()
+    employee = Employee.objects.filter(handle=handle).first()
     if employee is None:
         team, _ = Team.objects.get_or_create(name="Benchmarks")
         employee = services.employee_create(
             employee=Employee(
-                name="Bench",
-                handle="bench-runner",
+                name=handle,
+                handle=handle,
                 team=team,
                 role_title="Benchmark",
                 job_description="Runs benchmarks.",
@@ -268,7 +269,12 @@ def bench_employee():
             ),
             actor=Actor.system("benchmark"),
         )
-        ToolGrant.objects.create(employee=employee, tool_name="bench_echo", policy=ToolPolicy.AUTO)
+    if not employee.tool_grants.filter(tool_name=tool).exists():
+        employee.tool_grants.all().delete()
+        services.tool_grant_save(
+            grant=ToolGrant(employee=employee, tool_name=tool, policy=ToolPolicy.AUTO),
+            actor=Actor.system("benchmark"),
+        )
     return employee
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiworkforce.settings")
 
-from benchmarks.loop_overhead import setup_django
+from benchmarks.loop_overhead import bench_employee, setup_django
 
 SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "tests" / "fakes" / "mcp_servers.py"
 CALLS_PER_TASK = 3
@@ -106,35 +106,11 @@ def our_client_ms(calls: int) -> float:
 
 
 def _employee(handle: str, tool: str):
-    from decimal import Decimal
+    """An employee granted only `tool`: a new grant each run, pinned to the server as it is."""
+    from employees.models import ToolGrant
 
-    from aiworkforce.audit import Actor
-    from employees import services
-    from employees.models import Employee, EmployeeStatus, Team, ToolGrant, ToolPolicy
-
-    Employee.objects.filter(handle=handle).update(status=EmployeeStatus.ACTIVE)
-    employee = Employee.objects.filter(handle=handle).first()
-    if employee is None:
-        team, _ = Team.objects.get_or_create(name="Benchmarks")
-        employee = services.employee_create(
-            employee=Employee(
-                name=handle,
-                handle=handle,
-                team=team,
-                role_title="Benchmark",
-                job_description="Runs benchmarks.",
-                status=EmployeeStatus.ACTIVE,
-                max_cost_per_task=Decimal("1000"),
-                max_cost_per_day=Decimal("100000"),
-            ),
-            actor=Actor.system("benchmark"),
-        )
-    ToolGrant.objects.filter(employee=employee).delete()
-    services.tool_grant_save(
-        grant=ToolGrant(employee=employee, tool_name=tool, policy=ToolPolicy.AUTO),
-        actor=Actor.system("benchmark"),
-    )
-    return employee
+    ToolGrant.objects.filter(employee__handle=handle).delete()
+    return bench_employee(handle, tool)
 
 
 def _server(name: str, **how):

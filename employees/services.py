@@ -231,7 +231,11 @@ def tool_grant_save(*, grant: ToolGrant, actor: Actor) -> ToolGrant:
     if created and split_tool_name(grant.tool_name):
         # An MCP tool is granted as its server describes it now (the rug-pull guard's pin).
         grant_pin(grant=grant)
-    grant.save()
+    if created:
+        grant.save()
+    else:
+        # Never the pin or the suspension: a suspension made meanwhile must not be undone.
+        grant.save(update_fields=["tool_name", "scope", "policy"])
     audit_log(
         action="tool_grant.created" if created else "tool_grant.changed",
         actor=actor,

@@ -119,7 +119,7 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Where")
     def where(self, obj: McpServer) -> str:
-        return obj.url or shlex.join([obj.command, *obj.args])
+        return client.display_url(obj.url) if obj.url else shlex.join([obj.command, *obj.args])
 
     @admin.display(description="Tools")
     def tool_count(self, obj: McpServer) -> int:

@@ -48,7 +48,9 @@ def handle_call(turn: Turn, transcript: Transcript, call: dict) -> None:
     name = turn.model_names.get(call["function"]["name"], call["function"]["name"])
     raw_arguments = call["function"].get("arguments") or "{}"
     if call_id in transcript.waits:
-        _resume_waiting_call(turn, transcript.waits[call_id], call_id, name)
+        wait = transcript.waits[call_id]
+        # The name recorded with the wait: the grant (and its alias) may be gone since.
+        _resume_waiting_call(turn, wait, call_id, wait.payload.get("name") or name)
         return
     if call_id in transcript.intents:
         arguments = transcript.intents[call_id].payload.get("arguments")
@@ -220,8 +222,8 @@ def _resume_waiting_call(turn: Turn, wait: Step, call_id: str, name: str) -> Non
         if approval.approved_arguments is not None
         else approval.arguments
     )
-    tool = get_tool(name)
-    grant = turn.grants.get(name)
+    tool = tool_or_none(name)
+    grant = turn.grants.get(name) if tool is not None else None
     # The approved (possibly edited) arguments are checked again against the schema and grant.
     problem = validate_arguments(tool, arguments) if grant else "the grant was revoked"
     refusal = (

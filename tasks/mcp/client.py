@@ -78,7 +78,7 @@ class ServerSpec:
         if self.transport == "stdio":
             where = f"command={self.command!r}, args={self.args!r}, env=[{_names(self.env)}]"
         else:
-            where = f"url={_display_url(self.url)!r}, headers=[{_names(self.headers)}]"
+            where = f"url={display_url(self.url)!r}, headers=[{_names(self.headers)}]"
         return f"ServerSpec(name={self.name!r}, transport={self.transport!r}, {where})"
 
     def secret_values(self) -> list[str]:
@@ -92,7 +92,7 @@ def _names(pairs: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{name}=***" for name, _ in pairs)
 
 
-def _display_url(url: str) -> str:
+def display_url(url: str) -> str:
     """The URL without credentials or a query string, either of which may carry a secret."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -147,7 +147,7 @@ def _error(cls: type[McpError], spec: ServerSpec, message: str) -> McpError:
 
 def list_tools(spec: ServerSpec, *, timeout: float) -> list[ToolDefinition]:
     """Every tool the server offers, following pagination cursors."""
-    tools = _current_pool().request(spec, timeout, "the tool listing", _list_all_tools)
+    tools = _current_pool().request(spec, timeout, "the tool listing", _list_all_tools, resend=True)
     return [_definition(tool) for tool in tools]
 
 
@@ -199,8 +199,11 @@ class _Pool:
         timeout: float,
         what: str,
         fn: Callable[[ClientSession], Awaitable[T]],
+        *,
+        resend: bool = False,
     ) -> T:
-        """Run `fn` on the spec's session, from any thread; within timeout (plus LOOP_GRACE)."""
+        """Run `fn` on the spec's session, from any thread; within timeout (plus LOOP_GRACE).
+        With `resend` (a listing), a request whose session the server forgot is sent again."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
 
@@ -208,11 +211,13 @@ class _Pool:
             deadline = anyio.current_time() + timeout
             try:
                 return await self._connection(spec, timeout).request(what, timeout, fn)
-            except _SessionExpired:
-                # The spec has the client start a new session; the request never ran: resend it.
+            except _SessionExpired as exc:
+                # A new session, and only a listing is resent: the 404 may be another request's
+                # on this connection, so a call's outcome is unknown and it is never sent twice.
                 remaining = deadline - anyio.current_time()
-                if remaining <= 0:
-                    raise
+                if not resend or remaining <= 0:
+                    why = f"forgot its session during {what} (HTTP 404); not sent again, so its"
+                    raise _error(McpUnavailable, spec, f"{why} outcome is unknown") from exc
                 return await self._connection(spec, remaining).request(what, remaining, fn)
 
         future = self.portal.start_task_soon(on_loop)
@@ -445,7 +450,7 @@ class _Connection:
             )
         if self.http_status == 404:
             state = "has no MCP endpoint" if self.session is None else "forgot the session"
-            return _error(McpUnavailable, spec, f"{state} at {_display_url(spec.url)} (HTTP 404)")
+            return _error(McpUnavailable, spec, f"{state} at {display_url(spec.url)} (HTTP 404)")
         if isinstance(cause, TimeoutError):
             return _error(McpTimeout, spec, f"did not connect within {self.connect_timeout:g} s")
         if spec.transport == "stdio" and isinstance(cause, OSError):
@@ -453,7 +458,7 @@ class _Connection:
         if isinstance(cause, httpx2.TransportError):
             reason = str(cause) or type(cause).__name__
             return _error(
-                McpUnavailable, spec, f"could not be reached at {_display_url(spec.url)}: {reason}"
+                McpUnavailable, spec, f"could not be reached at {display_url(spec.url)}: {reason}"
             )
         if isinstance(cause, MCPError) and cause.code == mcp_types.CONNECTION_CLOSED:
             ended = "exited" if spec.transport == "stdio" else "closed the connection"

@@ -7,9 +7,12 @@ Every change is audited; a server's environment values and headers are stored en
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import jsonschema
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -22,10 +25,15 @@ from employees.models import ToolGrant, ToolPolicy
 from tasks.mcp import client
 from tasks.models import McpServer, McpTool, McpTransport
 
+logger = logging.getLogger(__name__)
+
 PREFIX = "mcp:"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_NAME = re.compile(r"^(?!.*__)[a-z0-9][a-z0-9_-]{0,39}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What MCP allows a tool's name to be (the spec's SHOULD), and what we store.
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 def split_tool_name(tool_name: str) -> tuple[str, str] | None:
@@ -49,7 +57,8 @@ def mcp_server_validate(
     if not _NAME.match(name):
         raise ValidationError(
             f"'{name}' is not a usable server name: use 1 to 40 lower-case letters, digits, - or "
-            "_, starting with a letter or digit (its tools are called mcp:NAME/TOOL)."
+            "_ (not two _ in a row), starting with a letter or digit (its tools are called "
+            "mcp:NAME/TOOL)."
         )
     if McpServer.objects.filter(name=name).exists():
         raise ValidationError(f"There is already an MCP server called '{name}'.")
@@ -60,16 +69,29 @@ def mcp_server_validate(
         if env:
             raise ValidationError("Environment values are for a command (stdio), not a URL.")
         if not re.match(r"^https?://", url):
-            raise ValidationError(f"'{url}' is not an http:// or https:// URL.")
-        for header in headers:
+            raise ValidationError(f"'{client.display_url(url)}' is not an http:// or https:// URL.")
+        if urlsplit(url).username is not None:
+            raise ValidationError(
+                'Put credentials in a header (e.g. --header "Authorization: Bearer …"), not '
+                "in the URL, where they would be shown and logged."
+            )
+        for header, value in headers.items():
             if not _HEADER_NAME.match(header):
                 raise ValidationError(f"'{header}' is not a valid HTTP header name.")
+            if _CONTROL.search(value) or not value.isascii():
+                # Not echoed: the value is a secret.
+                raise ValidationError(
+                    f"The value of the header '{header}' holds a line break, a control "
+                    "character or non-ASCII text."
+                )
     else:
         if headers:
             raise ValidationError("Headers are for a URL (streamable HTTP), not a command.")
-        for key in env:
+        for key, value in env.items():
             if not _ENV_NAME.match(key):
                 raise ValidationError(f"'{key}' is not a valid environment variable name.")
+            if "\x00" in value:
+                raise ValidationError(f"The value of '{key}' holds a NUL character.")
     server = McpServer(
         name=name,
         transport=McpTransport.HTTP if url else McpTransport.STDIO,
@@ -104,7 +126,7 @@ def mcp_server_add(
             # Names of secrets only: never their values.
             data={
                 "transport": server.transport,
-                "url": server.url,
+                "url": client.display_url(server.url),
                 "command": server.command,
                 "args": server.args,
                 "secret_names": server.secret_names,
@@ -142,6 +164,9 @@ def mcp_tools_refresh(*, server: McpServer, actor: Actor) -> list[McpTool]:
         )
         raise
     now = timezone.now()
+    definitions = [
+        definition for definition in definitions if _storable_definition(server, definition)
+    ]
     with transaction.atomic():
         rows = []
         for definition in definitions:
@@ -183,7 +208,31 @@ def mcp_servers_check_due(*, now=None) -> int:
             mcp_tools_refresh(server=server, actor=Actor.system("tool check"))
         except client.McpError:
             continue  # recorded on the server; its grants are checked again at each call
+        except Exception:  # one server's fault must not stop the others' checks
+            logger.exception("MCP server '%s': listing its tools failed", server.name)
     return ToolGrant.objects.filter(suspended_at__isnull=False).count() - before
+
+
+def _storable_definition(server: McpServer, definition: client.ToolDefinition) -> bool:
+    """A tool whose name MCP allows, whose schema is a JSON schema, and that PostgreSQL can
+    store (no NUL, no NaN); any other is left out, with a warning, rather than failing all."""
+    problem = None
+    if not _TOOL_NAME.match(definition.name):
+        problem = "its name is not 1 to 128 letters, digits, '_', '.' or '-'"
+    else:
+        try:
+            text = json.dumps(definition.as_json(), allow_nan=False)
+            jsonschema.Draft202012Validator.check_schema(definition.input_schema)
+        except (ValueError, jsonschema.SchemaError) as exc:
+            problem = f"its definition cannot be used ({str(exc)[:200]})"
+        else:
+            if "\\u0000" in text:
+                problem = "its definition holds a NUL character"
+    if problem:
+        logger.warning(
+            "MCP server '%s': tool %r left out: %s", server.name, definition.name[:130], problem
+        )
+    return problem is None
 
 
 def default_policy(definition: dict) -> str:
@@ -221,6 +270,14 @@ def grant_suspend(*, grant: ToolGrant, live: dict | None, actor: Actor) -> bool:
         if live is None
         else "its server now describes it differently than when it was granted"
     )
+    parts = split_tool_name(grant.tool_name)
+    if parts is not None:
+        # What the manager reviews and re-approves is what the server serves now.
+        rows = McpTool.objects.filter(server__name=parts[0], name=parts[1])
+        if live is None:
+            rows.delete()
+        else:
+            rows.update(definition=live, seen_at=timezone.now())
     updated = ToolGrant.objects.filter(pk=grant.pk, suspended_at__isnull=True).update(
         suspended_at=timezone.now(), suspended_reason=f"Suspended: {reason}."
     )

@@ -46,7 +46,9 @@ def model_name(tool_name: str) -> str:
     """A name the model APIs accept (^[a-zA-Z0-9_-]{1,64}$) for "mcp:SERVER/TOOL"."""
     server, tool = split_tool_name(tool_name)
     alias = _MODEL_NAME_UNSAFE.sub("_", f"mcp__{server}__{tool}")
-    if len(alias) > 64:
+    # Server names hold no "__", so "mcp__SERVER__" is unambiguous; a tool name that had to be
+    # changed or cut gets a hash of its own, so that two tools never share an alias.
+    if alias != f"mcp__{server}__{tool}" or len(alias) > 64:
         alias = f"{alias[:55]}_{hashlib.sha256(tool_name.encode()).hexdigest()[:8]}"
     return alias
 

@@ -311,19 +311,30 @@ def test_a_refused_token_is_unavailable_naming_401_without_the_token(http_url, t
     assert TOKEN not in message + caplog.text
 
 
-def test_an_http_session_the_restarted_server_forgot_is_renewed_and_the_call_sent_once(
-    sink_dir,
-):
+def test_a_call_whose_session_the_restarted_server_forgot_is_not_sent_twice(sink_dir):
     port, sink = free_port(), sink_dir / "restarted.jsonl"
     with http_server(port=port) as url:
         restarted = http_spec(url, name="restarted")
         assert call(restarted, "lookup_order", order_id="A-1").text.startswith("Order A-1:")
 
     with http_server(port=port, env={"MCP_SINK": str(sink)}):
-        result = call(restarted, "refund_order", order_id="A-1", amount=5)
+        with pytest.raises(McpUnavailable, match=r"forgot its session .*outcome is unknown"):
+            call(restarted, "refund_order", order_id="A-1", amount=5)
+        assert sink_lines(sink) == []  # a 404 for the old session: the server did not run it
 
-        assert result.text == "Refunded $5.00 on order A-1."
-        assert len(sink_lines(sink)) == 1  # answered 404 for the old session, resent once
+        result = call(restarted, "refund_order", order_id="A-2", amount=5)  # a new session
+        assert result.text == "Refunded $5.00 on order A-2."
+        assert len(sink_lines(sink)) == 1
+
+
+def test_a_listing_whose_session_the_restarted_server_forgot_is_renewed():
+    port = free_port()
+    with http_server(port=port) as url:
+        restarted = http_spec(url, name="relisted")
+        assert list_tools(restarted, timeout=10)
+
+    with http_server(port=port):
+        assert "lookup_order" in [tool.name for tool in list_tools(restarted, timeout=10)]
 
 
 def test_an_unreachable_http_server_is_unavailable():

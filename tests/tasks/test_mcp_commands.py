@@ -93,6 +93,12 @@ def test_an_http_server_with_a_wrong_token_is_a_clear_error_that_shows_no_token(
         (["web", "--url", "http://x.example/", "--header", "NoColon"], "must look like NAME:VALUE"),
         (["cli", "--command", "tool 'unclosed"], "cannot be read"),
         (["cli", "--command", "tool", "--env", "1BAD=x"], "not a valid environment variable"),
+        (["a__b", "--url", "http://x.example/"], "not two _ in a row"),
+        (["web", "--url", "http://user:pw@x.example/"], "not in the URL"),
+        (
+            ["web", "--url", "http://x.example/", "--header", "Authorization: Bearer t\nX: 1"],
+            "holds a line break",
+        ),
     ],
 )
 def test_bad_input_to_add_is_refused_with_a_reason_and_nothing_is_stored(args, message):

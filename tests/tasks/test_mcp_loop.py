@@ -211,8 +211,7 @@ def test_a_changed_tool_is_suspended_not_called_until_a_manager_reapproves(
     offered = [tool["function"]["name"] for tool in model_server.requests[-1]["body"]["tools"]]
     assert "mcp__orders__lookup_order" not in offered
 
-    # A manager reviews the change (listed again) and accepts it.
-    mcp_tools_refresh(server=McpServer.objects.get(pk=orders.pk), actor=ACTOR)
+    # A manager reviews the change (what the server serves now, as the call found it).
     with pytest.raises(Exception, match="--reapprove"):
         call_command("grant", "ava", LOOKUP)
     call_command("grant", "ava", LOOKUP, "--reapprove")
@@ -297,3 +296,53 @@ def test_run_due_suspends_a_changed_tool_before_the_model_is_offered_it(ava, ord
     assert run_due()["suspended_mcp_grants"] == 1
     assert ToolGrant.objects.get(employee=ava, tool_name=LOOKUP).suspended_at is not None
     assert run_due()["suspended_mcp_grants"] == 0  # listed a moment ago: not again yet
+
+
+def test_a_grant_revoked_while_its_call_waits_for_approval_refuses_it_after_approval(
+    model_server, ava, sink
+):
+    model_server.enqueue(
+        reply(tool_calls=[("mcp__orders__refund_order", {"order_id": "A-1001", "amount": 84.0})]),
+        reply("It was not refunded."),
+    )
+    task = assigned_task(ava, "Refund order A-1001.")
+    assert run_task(task.pk) == TaskStatus.WAITING_APPROVAL
+    ToolGrant.objects.filter(employee=ava, tool_name=REFUND).delete()
+
+    approval = ApprovalRequest.objects.get(task=task)
+    approval_decide(approval=approval, user=UserFactory(), decision=ApprovalStatus.APPROVED)
+    assert run_task(task.pk) == TaskStatus.DONE
+
+    (step,) = _tool_steps(task)
+    assert step["status"] == "refused" and "revoked" in step["result"]["error"]
+    assert _refunds(sink) == []
+
+
+def test_two_tools_never_share_the_name_the_model_calls_them_by():
+    from tasks.mcp.tools import model_name
+
+    names = ["mcp:orders/a.b", "mcp:orders/a_b", "mcp:orders/" + "x" * 70, "mcp:orders/" + "x" * 71]
+    aliases = [model_name(name) for name in names]
+
+    assert len(set(aliases)) == len(aliases)
+    assert all(
+        len(alias) <= 64 and alias.replace("_", "").replace("-", "").isalnum() for alias in aliases
+    )
+    assert model_name("mcp:orders/lookup_order") == "mcp__orders__lookup_order"
+
+
+def test_a_tool_the_database_cannot_store_or_mcp_does_not_allow_is_left_out(orders):
+    from tasks.mcp.client import ToolDefinition
+    from tasks.mcp.services import _storable_definition
+
+    def tool(name="ok", schema=None, description="fine"):
+        return ToolDefinition(name, description, schema or {"type": "object"}, {})
+
+    assert _storable_definition(orders, tool())
+    assert not _storable_definition(orders, tool(name="two words"))
+    assert not _storable_definition(orders, tool(name="x" * 129))
+    assert not _storable_definition(orders, tool(description="nul \x00 here"))
+    assert not _storable_definition(orders, tool(schema={"type": 5}))
+    assert not _storable_definition(
+        orders, tool(schema={"type": "number", "maximum": float("nan")})
+    )

@@ -94,7 +94,11 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        where = server.url or shlex.join([server.command, *server.args])
+        where = (
+            client.display_url(server.url)
+            if server.url
+            else shlex.join([server.command, *server.args])
+        )
         secrets = (
             f"; secrets stored encrypted: {', '.join(server.secret_names)}"
             if server.secret_names
@@ -159,7 +163,11 @@ class Command(BaseCommand):
                 "No MCP servers yet: ./workforce manage mcp add NAME --url URL | --command CMD"
             )
         for server in servers:
-            where = server.url or shlex.join([server.command, *server.args])
+            where = (
+                client.display_url(server.url)
+                if server.url
+                else shlex.join([server.command, *server.args])
+            )
             state = (
                 f"error: {server.last_error}"
                 if server.last_error

@@ -8,6 +8,7 @@ import shlex
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
@@ -119,11 +120,14 @@ class McpServerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Where")
     def where(self, obj: McpServer) -> str:
-        return client.display_url(obj.url) if obj.url else shlex.join([obj.command, *obj.args])
+        return obj.location
 
     @admin.display(description="Tools")
     def tool_count(self, obj: McpServer) -> int:
-        return obj.tools.count()
+        return obj.tool_count
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tool_count=Count("tools"))
 
     def save_model(self, request, obj: McpServer, form, change: bool) -> None:
         if change:

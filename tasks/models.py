@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from decimal import Decimal
 
 from django.conf import settings
@@ -344,6 +345,13 @@ class McpServer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def location(self) -> str:
+        """Where it is, safe to show: the URL without credentials or query, or the command."""
+        from tasks.mcp.client import display_url  # here: models must not load the MCP SDK
+
+        return display_url(self.url) if self.url else shlex.join([self.command, *self.args])
 
 
 class McpTool(models.Model):

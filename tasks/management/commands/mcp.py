@@ -94,11 +94,7 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
-        where = (
-            client.display_url(server.url)
-            if server.url
-            else shlex.join([server.command, *server.args])
-        )
+        where = server.location
         secrets = (
             f"; secrets stored encrypted: {', '.join(server.secret_names)}"
             if server.secret_names
@@ -163,11 +159,7 @@ class Command(BaseCommand):
                 "No MCP servers yet: ./workforce manage mcp add NAME --url URL | --command CMD"
             )
         for server in servers:
-            where = (
-                client.display_url(server.url)
-                if server.url
-                else shlex.join([server.command, *server.args])
-            )
+            where = server.location
             state = (
                 f"error: {server.last_error}"
                 if server.last_error

@@ -28,7 +28,7 @@ from employees.models import (
     WorkingWindow,
 )
 from employees.validators import validate_working_windows
-from tasks.mcp.services import grant_pin, split_tool_name
+from tasks.mcp.services import grant_pin, mcp_credentials_remove_for, split_tool_name
 
 # Which lifecycle moves are allowed; offboarding is final.
 TRANSITIONS: dict[str, set[str]] = {
@@ -137,12 +137,14 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
     from tasks import services as task_services
 
     if to == EmployeeStatus.OFFBOARDED:
-        # Offboarding stops every schedule, revokes webhook credentials and tool grants (MCP
-        # tools included) and ends open work; the history is kept (the trail names each grant).
+        # Offboarding stops every schedule, revokes webhook credentials, tool grants (MCP
+        # tools included) and the employee's own MCP credentials, and ends open work; the
+        # history is kept (the trail names each grant and credential).
         employee.duties.filter(enabled=True).update(enabled=False)
         employee.webhooks.filter(enabled=True).update(enabled=False)
         for grant in employee.tool_grants.all():
             tool_grant_revoke(grant=grant, actor=actor)
+        mcp_credentials_remove_for(employee=employee, actor=actor)
         task_services.tasks_cancel_for_employee(
             employee=employee, actor=actor, reason="Offboarded."
         )

@@ -14,7 +14,7 @@ from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
 from tasks.mcp import client
 from tasks.mcp.services import mcp_server_add, mcp_server_validate, mcp_tools_refresh
-from tasks.models import McpServer, McpTool
+from tasks.models import McpCredential, McpServer, McpTool
 
 
 def _lines(text: str, separator: str, what: str) -> dict[str, str]:
@@ -88,6 +88,17 @@ class McpToolInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
 
 
+class McpCredentialInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Employees' own secrets for this server: names only. Set or remove one with
+    ./workforce manage mcp credential SERVER HANDLE (--header | --env | --remove)."""
+
+    model = McpCredential
+    fields = ["employee", "secret_names", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = "Employees' own credentials (set with: mcp credential SERVER HANDLE)"
+    extra = 0
+
+
 @admin.register(McpServer)
 class McpServerAdmin(admin.ModelAdmin):
     list_display = ["name", "transport", "where", "tool_count", "last_checked_at", "last_error"]
@@ -116,7 +127,7 @@ class McpServerAdmin(admin.ModelAdmin):
         return [] if obj is None else self.shown  # re-add a server to change it
 
     def get_inlines(self, request, obj):
-        return [McpToolInline] if obj is not None else []
+        return [McpToolInline, McpCredentialInline] if obj is not None else []
 
     @admin.display(description="Where")
     def where(self, obj: McpServer) -> str:

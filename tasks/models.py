@@ -372,3 +372,30 @@ class McpTool(models.Model):
 
     def __str__(self) -> str:
         return f"mcp:{self.server.name}/{self.name}"
+
+
+class McpCredential(models.Model):
+    """One employee's own secrets for an MCP server (its token, its environment values), used
+    for that employee's calls over the server's shared ones, so the system at the other end
+    sees which employee acted. Offboarding deletes them."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="credentials")
+    employee = models.ForeignKey(
+        "employees.Employee", on_delete=models.CASCADE, related_name="mcp_credentials"
+    )
+    # Like McpServer's: one Fernet token of {"env": {...}, "headers": {...}}, names kept apart.
+    secrets_encrypted = models.TextField(editable=False)
+    secret_names = models.JSONField(default=list, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["server", "employee"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "employee"], name="one_mcp_credential_per_employee"
+            )
+        ]
+        verbose_name = "MCP credential"
+
+    def __str__(self) -> str:
+        return f"{self.server.name} as {self.employee.handle}"

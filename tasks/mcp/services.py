@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.secrets import decrypt_secret, encrypt_secret
-from employees.models import ToolGrant, ToolPolicy
+from employees.models import Employee, ToolGrant, ToolPolicy
 from tasks.mcp import client
-from tasks.models import McpServer, McpTool, McpTransport
+from tasks.models import McpCredential, McpServer, McpTool, McpTransport
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,6 @@ def mcp_server_validate(
         raise ValidationError("Give either a URL (streamable HTTP) or a command (stdio).")
     headers, env = headers or {}, env or {}
     if url:
-        if env:
-            raise ValidationError("Environment values are for a command (stdio), not a URL.")
         if not re.match(r"^https?://", url):
             raise ValidationError(f"'{client.display_url(url)}' is not an http:// or https:// URL.")
         if urlsplit(url).username is not None:
@@ -75,23 +73,7 @@ def mcp_server_validate(
                 'Put credentials in a header (e.g. --header "Authorization: Bearer …"), not '
                 "in the URL, where they would be shown and logged."
             )
-        for header, value in headers.items():
-            if not _HEADER_NAME.match(header):
-                raise ValidationError(f"'{header}' is not a valid HTTP header name.")
-            if _CONTROL.search(value) or not value.isascii():
-                # Not echoed: the value is a secret.
-                raise ValidationError(
-                    f"The value of the header '{header}' holds a line break, a control "
-                    "character or non-ASCII text."
-                )
-    else:
-        if headers:
-            raise ValidationError("Headers are for a URL (streamable HTTP), not a command.")
-        for key, value in env.items():
-            if not _ENV_NAME.match(key):
-                raise ValidationError(f"'{key}' is not a valid environment variable name.")
-            if "\x00" in value:
-                raise ValidationError(f"The value of '{key}' holds a NUL character.")
+    _check_secrets(http=bool(url), headers=headers, env=env)
     server = McpServer(
         name=name,
         transport=McpTransport.HTTP if url else McpTransport.STDIO,
@@ -104,6 +86,27 @@ def mcp_server_validate(
         server.secrets_encrypted = encrypt_secret(json.dumps({"env": env, "headers": headers}))
     server.full_clean(exclude=["secrets_encrypted", "secret_names"])
     return server
+
+
+def _check_secrets(*, http: bool, headers: dict[str, str], env: dict[str, str]) -> None:
+    """Headers for an HTTP server, environment values for a stdio one; values never echoed."""
+    if http and env:
+        raise ValidationError("Environment values are for a command (stdio), not a URL.")
+    if not http and headers:
+        raise ValidationError("Headers are for a URL (streamable HTTP), not a command.")
+    for header, value in headers.items():
+        if not _HEADER_NAME.match(header):
+            raise ValidationError(f"'{header}' is not a valid HTTP header name.")
+        if _CONTROL.search(value) or not value.isascii():
+            raise ValidationError(
+                f"The value of the header '{header}' holds a line break, a control "
+                "character or non-ASCII text."
+            )
+    for key, value in env.items():
+        if not _ENV_NAME.match(key):
+            raise ValidationError(f"'{key}' is not a valid environment variable name.")
+        if "\x00" in value:
+            raise ValidationError(f"The value of '{key}' holds a NUL character.")
 
 
 def mcp_server_add(
@@ -135,20 +138,82 @@ def mcp_server_add(
     return server
 
 
-def server_spec(server: McpServer) -> client.ServerSpec:
-    """How to reach the server, secrets decrypted (keep it in memory; never log it)."""
-    secrets = (
-        json.loads(decrypt_secret(server.secrets_encrypted)) if server.secrets_encrypted else {}
-    )
+def _decrypted(token: str) -> dict:
+    return json.loads(decrypt_secret(token)) if token else {}
+
+
+def server_spec(server: McpServer, credential: McpCredential | None = None) -> client.ServerSpec:
+    """How to reach the server, secrets decrypted (keep it in memory; never log it); with an
+    employee's credential, its values replace the server's shared ones of the same name."""
+    secrets = _decrypted(server.secrets_encrypted)
+    own = _decrypted(credential.secrets_encrypted) if credential is not None else {}
+    env = {**secrets.get("env", {}), **own.get("env", {})}
+    headers = {**secrets.get("headers", {}), **own.get("headers", {})}
     return client.ServerSpec(
         name=server.name,
         transport=server.transport,
         command=server.command,
         args=tuple(server.args),
-        env=tuple(sorted(secrets.get("env", {}).items())),
+        env=tuple(sorted(env.items())),
         url=server.url,
-        headers=tuple(sorted(secrets.get("headers", {}).items())),
+        headers=tuple(sorted(headers.items())),
     )
+
+
+def mcp_credential_set(
+    *,
+    server: McpServer,
+    employee: Employee,
+    actor: Actor,
+    headers: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> McpCredential:
+    """Give an employee its own secrets for a server (replacing any it had): its calls send
+    them instead of the server's shared ones of the same name."""
+    headers, env = headers or {}, env or {}
+    if not headers and not env:
+        raise ValidationError("Give the employee's own --header (HTTP) or --env (stdio) values.")
+    _check_secrets(http=server.transport == McpTransport.HTTP, headers=headers, env=env)
+    with transaction.atomic():
+        credential, created = McpCredential.objects.update_or_create(
+            server=server,
+            employee=employee,
+            defaults={
+                "secrets_encrypted": encrypt_secret(json.dumps({"env": env, "headers": headers})),
+                "secret_names": sorted(headers) or sorted(env),
+            },
+        )
+        audit_log(
+            action="mcp.credential_set",
+            actor=actor,
+            subject=employee,
+            data={
+                "server": server.name,
+                "names": credential.secret_names,
+                "replaced": not created,
+            },
+        )
+    return credential
+
+
+def mcp_credential_remove(*, credential: McpCredential, actor: Actor) -> bool:
+    """Delete an employee's own secrets for a server; False when already gone."""
+    with transaction.atomic():
+        deleted, _ = McpCredential.objects.filter(pk=credential.pk).delete()
+        if deleted:
+            audit_log(
+                action="mcp.credential_removed",
+                actor=actor,
+                subject=credential.employee,
+                data={"server": credential.server.name, "names": credential.secret_names},
+            )
+    return bool(deleted)
+
+
+def mcp_credentials_remove_for(*, employee: Employee, actor: Actor) -> int:
+    """Delete every MCP credential of an employee (offboarding); how many there were."""
+    credentials = McpCredential.objects.filter(employee=employee).select_related("server")
+    return sum(mcp_credential_remove(credential=c, actor=actor) for c in credentials)
 
 
 def mcp_tools_refresh(*, server: McpServer, actor: Actor) -> list[McpTool]:

@@ -28,7 +28,7 @@ from tasks.mcp.services import (
     server_spec,
     split_tool_name,
 )
-from tasks.models import McpServer, McpTool
+from tasks.models import McpCredential, McpServer, McpTool
 from tasks.tools import Risk, Tool, ToolContext, register_source
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _live: dict[str, tuple[float, dict[str, dict]]] = {}
 _live_lock = threading.Lock()
 # Tools and servers as last read from the database (dict writes are atomic; a race re-reads).
 _resolved: dict[str, tuple[float, Tool | None]] = {}
-_servers: dict[str, tuple[float, tuple[McpServer, client.ServerSpec] | None]] = {}
+_servers: dict[tuple[str, int], tuple[float, tuple[McpServer, client.ServerSpec] | None]] = {}
 
 
 def model_name(tool_name: str) -> str:
@@ -113,22 +113,26 @@ def forget_live_definitions() -> None:
     _servers.clear()
 
 
-def _server(name: str) -> tuple[McpServer, client.ServerSpec] | None:
-    """The server and how to reach it (secrets decrypted), kept for MCP_TOOLS_CACHE_SECONDS."""
+def _server(name: str, employee_id: int) -> tuple[McpServer, client.ServerSpec] | None:
+    """The server and how this employee reaches it (its own credential over the shared
+    secrets, decrypted), kept for MCP_TOOLS_CACHE_SECONDS."""
     now = time.monotonic()
-    cached = _servers.get(name)
+    cached = _servers.get((name, employee_id))
     if cached and now - cached[0] < settings.MCP_TOOLS_CACHE_SECONDS:
         return cached[1]
     server = McpServer.objects.filter(name=name).first()
-    found = (server, server_spec(server)) if server is not None else None
-    _servers[name] = (now, found)
+    found = None
+    if server is not None:
+        credential = McpCredential.objects.filter(server=server, employee_id=employee_id).first()
+        found = (server, server_spec(server, credential))
+    _servers[(name, employee_id)] = (now, found)
     return found
 
 
 def _call(tool_name: str, context: ToolContext, arguments: dict) -> dict:
     server_name, tool = split_tool_name(tool_name)
     try:
-        found = _server(server_name)
+        found = _server(server_name, context.task.employee_id)
         if found is None:
             return {"error": f"The MCP server '{server_name}' is no longer registered."}
         server, spec = found

@@ -95,7 +95,16 @@ def build_server() -> MCPServer:
         if sink:
             with open(sink, "a") as file:
                 file.write(
-                    json.dumps({"order_id": order_id, "amount": amount, "pid": os.getpid()}) + "\n"
+                    json.dumps(
+                        {
+                            "order_id": order_id,
+                            "amount": amount,
+                            "pid": os.getpid(),
+                            # Whose credential started this process (per-employee secrets).
+                            "agent": os.environ.get("ORDERS_AGENT", ""),
+                        }
+                    )
+                    + "\n"
                 )
         return f"Refunded ${amount:.2f} on order {order_id}."
 

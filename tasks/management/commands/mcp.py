@@ -11,9 +11,16 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from aiworkforce.audit import Actor
+from employees.models import Employee
 from tasks.mcp import client
-from tasks.mcp.services import mcp_server_add, mcp_tools_refresh, server_spec
-from tasks.models import McpServer
+from tasks.mcp.services import (
+    mcp_credential_remove,
+    mcp_credential_set,
+    mcp_server_add,
+    mcp_tools_refresh,
+    server_spec,
+)
+from tasks.models import McpCredential, McpServer
 
 ACTOR = Actor.system("command line")
 
@@ -30,11 +37,11 @@ def _pairs(values: list[str], separator: str, flag: str) -> dict[str, str]:
 
 
 class Command(BaseCommand):
-    help = "MCP tool servers: mcp add NAME (--url URL | --command CMD) | mcp tools NAME | mcp check NAME | mcp list"
+    help = "MCP tool servers: mcp add NAME (--url URL | --command CMD) | mcp tools NAME | mcp check NAME [--as HANDLE] | mcp credential NAME HANDLE (--header|--env|--remove) | mcp list"
 
     def add_arguments(self, parser) -> None:
         actions = parser.add_subparsers(
-            dest="action", required=True, metavar="add|tools|check|list"
+            dest="action", required=True, metavar="add|tools|check|credential|list"
         )
         add = actions.add_parser(
             "add", help="Register a server (its secrets are stored encrypted)."
@@ -66,6 +73,18 @@ class Command(BaseCommand):
         tools.add_argument("--json", action="store_true", help="Print JSON.")
         check = actions.add_parser("check", help="Connect, list, report the latency or the error.")
         check.add_argument("name")
+        check.add_argument(
+            "--as", dest="handle", metavar="HANDLE", help="Connect with this employee's credential."
+        )
+        credential = actions.add_parser(
+            "credential",
+            help="Give an employee its own secrets for a server (stored encrypted), or --remove them.",
+        )
+        credential.add_argument("name")
+        credential.add_argument("handle")
+        credential.add_argument("--header", action="append", default=[], metavar='"NAME: VALUE"')
+        credential.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+        credential.add_argument("--remove", action="store_true", help="Delete its credential.")
         actions.add_parser("list", help="The registered servers.")
 
     def handle(self, *args, action: str, **options) -> None:
@@ -140,11 +159,50 @@ class Command(BaseCommand):
             self.stdout.write(f"    {definition['description'] or '(no description)'}")
             self.stdout.write(f"    input: {_json(definition['input_schema'], indent=None)}")
 
-    def _check(self, *, name, **_options) -> None:
+    def _employee(self, handle: str) -> Employee:
+        employee = Employee.objects.filter(handle=handle).first()
+        if employee is None:
+            raise CommandError(f"There is no employee with the handle '{handle}'.")
+        return employee
+
+    def _credential(self, *, name, handle, header, env, remove, **_options) -> None:
+        server, employee = self._server(name), self._employee(handle)
+        if remove:
+            credential = McpCredential.objects.filter(server=server, employee=employee).first()
+            if credential is None or not mcp_credential_remove(credential=credential, actor=ACTOR):
+                raise CommandError(f"{employee.handle} has no credential of its own for '{name}'.")
+            self.stdout.write(f"Removed {employee.handle}'s credential for '{name}'.")
+            return
+        try:
+            credential = mcp_credential_set(
+                server=server,
+                employee=employee,
+                actor=ACTOR,
+                headers=_pairs(header, ":", "--header"),
+                env=_pairs(env, "=", "--env"),
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        self.stdout.write(
+            f"{employee.handle} now reaches '{name}' with its own "
+            f"{', '.join(credential.secret_names)} (stored encrypted). "
+            f"Check it: ./workforce manage mcp check {name} --as {employee.handle}"
+        )
+
+    def _check(self, *, name, handle=None, **_options) -> None:
         server = self._server(name)
+        credential = None
+        if handle:
+            credential = McpCredential.objects.filter(
+                server=server, employee=self._employee(handle)
+            ).first()
+            if credential is None:
+                raise CommandError(f"{handle} has no credential of its own for '{name}'.")
         started = time.perf_counter()
         try:
-            tools = client.list_tools(server_spec(server), timeout=settings.MCP_TIMEOUT_SECONDS)
+            tools = client.list_tools(
+                server_spec(server, credential), timeout=settings.MCP_TIMEOUT_SECONDS
+            )
         except client.McpError as exc:
             raise CommandError(f"{server.name}: {exc}") from None
         elapsed = (time.perf_counter() - started) * 1000
@@ -165,7 +223,9 @@ class Command(BaseCommand):
                 if server.last_error
                 else f"{server.tools.count()} tools"
             )
-            self.stdout.write(f"{server.name}  {server.transport}  {where}  ({state})")
+            own = server.credentials.count()
+            credentials = f", {own} employee credentials" if own else ""
+            self.stdout.write(f"{server.name}  {server.transport}  {where}  ({state}{credentials})")
 
 
 def _json(value, indent: int | None = 2) -> str:

@@ -7,10 +7,14 @@ from django.db import transaction
 
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.secrets import SecretDecryptionError, reencrypt_secret
-from tasks.models import McpServer, WebhookEndpoint
+from tasks.models import McpCredential, McpServer, WebhookEndpoint
 
 # (model, field) of every secret the project stores.
-SECRETS = [(WebhookEndpoint, "secret_encrypted"), (McpServer, "secrets_encrypted")]
+SECRETS = [
+    (WebhookEndpoint, "secret_encrypted"),
+    (McpServer, "secrets_encrypted"),
+    (McpCredential, "secrets_encrypted"),
+]
 
 
 class Command(BaseCommand):

@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "employees",
     "tasks",
     "approvals",
+    "anymail",
+    "mailboxes",
 ]
 
 MIDDLEWARE = [
@@ -252,6 +254,32 @@ if _mail_options.get("timeout", 0) >= OUTBOX_SENDING_TIMEOUT_SECONDS:
         "waiting for the mail server is sent again."
     )
 
+# --- Mail to employees (mailboxes/) -----------------------------------------------------------
+# django-anymail: ANYMAIL_WEBHOOK_SECRET is the "user:password" (comma-separated, to rotate) an
+# ESP's inbound URL carries as basic auth; every other ANYMAIL_<NAME> variable becomes
+# ANYMAIL["<NAME>"] (ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ANYMAIL_POSTMARK_SERVER_TOKEN, ...), so
+# an ESP's sending backend works by setting EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend.
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): env_str(name)
+    for name in sorted(os.environ)
+    if name.startswith("ANYMAIL_") and env_str(name)
+}
+if "WEBHOOK_SECRET" in ANYMAIL:
+    ANYMAIL["WEBHOOK_SECRET"] = env_list("ANYMAIL_WEBHOOK_SECRET", [])
+    if not all(":" in credentials for credentials in ANYMAIL["WEBHOOK_SECRET"]):
+        raise ImproperlyConfigured(
+            "ANYMAIL_WEBHOOK_SECRET must be user:password (several comma-separated, to rotate)."
+        )
+# Mail from a sender not on the mailbox's allow-list: "hold" it for a person, or "drop" it.
+MAIL_UNKNOWN_SENDERS = env_choice("MAIL_UNKNOWN_SENDERS", "hold", {"hold", "drop"})
+MAIL_MAX_BYTES = env_int("MAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1)  # one delivery
+MAIL_ATTACHMENT_MAX_BYTES = env_int("MAIL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+# How much of an attachment's text (text files, PDF text) the task's input carries.
+MAIL_ATTACHMENT_TEXT_CHARS = env_int("MAIL_ATTACHMENT_TEXT_CHARS", 20_000, minimum=0)
+MAIL_IMAP_POLL_SECONDS = env_int("MAIL_IMAP_POLL_SECONDS", 60, minimum=10)
+MAIL_IMAP_TIMEOUT_SECONDS = env_int("MAIL_IMAP_TIMEOUT_SECONDS", 30, minimum=1)
+MAIL_IMAP_CA_FILE = env_str("MAIL_IMAP_CA_FILE", "")  # else the system's trusted CAs
+
 # --- The model provider -----------------------------------------------------------------------
 # Read by the provider layer; without a key the offline engine runs.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -290,6 +318,7 @@ MCP_RESULT_MAX_BYTES = env_int("MCP_RESULT_MAX_BYTES", 100_000, minimum=1)
 MCP_TOOLS_CACHE_SECONDS = env_int("MCP_TOOLS_CACHE_SECONDS", 60, minimum=0)
 WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 256 * 1024, minimum=1)
 # Django refuses bodies over this before our webhook view can answer 413 with a clear message.
+# Inbound mail (up to MAIL_MAX_BYTES) is read by its own view, so the cap stays small elsewhere.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WEBHOOK_MAX_BYTES + 1024)
 APPROVAL_DEADLINE_HOURS = env_int("APPROVAL_DEADLINE_HOURS", 24, minimum=1)
 # Delegation between employees: how deep a chain of delegated requests may go below the

@@ -22,6 +22,8 @@ urlpatterns = [
     # /employees/<handle>/memory/ and /teams/<id>/memory/
     path("", include("employees.memory.urls")),
     path("hooks/", include("tasks.webhook_urls")),
+    path("mail/", include("mailboxes.urls")),
     path("inbox/", include("approvals.urls")),
     path("tasks/", include("tasks.urls")),
+    path("", include("aiworkforce.mcp_server.urls")),  # /mcp/ and /accounts/tokens/
 ]

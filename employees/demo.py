@@ -1,5 +1,9 @@
 """The demo workforce: three teams and eight AI employees with real briefs, SOPs, tools and duties.
 
+Ava (support) has a mailbox and works in the shop's order desk, an MCP server shipped with the
+demo (employees/demo_servers/order_desk.py): she looks an order up and proposes a refund, which
+waits in the inbox.
+
 The onboarding team shows delegation: its coordinator (a manager employee) splits a request
 into linked requests for the HR, IT and facilities specialists and assembles their results;
 IT's laptop order waits for a person's approval.
@@ -7,9 +11,13 @@ IT's laptop order waits for a person's approval.
 
 from __future__ import annotations
 
+import logging
+import sys
 from datetime import time
 from decimal import Decimal
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 
 from aiworkforce.audit import Actor
@@ -24,6 +32,12 @@ from employees.models import (
     ToolGrant,
     ToolPolicy,
 )
+from mailboxes.services import mailbox_set
+from tasks.mcp import client
+from tasks.mcp.services import mcp_server_add, mcp_tools_refresh
+from tasks.models import McpServer
+
+logger = logging.getLogger(__name__)
 
 TEAMS = [
     {
@@ -32,7 +46,8 @@ TEAMS = [
         "knowledge": [
             "Password resets: customers reset their own password at https://example.com/reset; "
             "the link is valid for one hour. Support staff never set passwords for customers.",
-            "Refunds and credits are decided by the support lead, never by an AI employee.",
+            "Refunds and credits are decided by the support lead: an AI employee may propose one "
+            "(it waits in the inbox), never make one on its own.",
         ],
     },
     {
@@ -77,6 +92,11 @@ def _email_hint(to: str, subject: str, body: str) -> dict:
 
 _ONBOARDING_EMAIL = ("send_email", {"allowed_domains": ["example.com"]})
 
+# The order desk (employees/demo_servers/order_desk.py), an MCP server the worker starts over stdio.
+ORDER_DESK = "orders"
+LOOKUP_ORDER = f"mcp:{ORDER_DESK}/lookup_order"
+REFUND_ORDER = f"mcp:{ORDER_DESK}/refund_order"
+
 EMPLOYEES = [
     {
         "team": "Customer Support",
@@ -90,11 +110,31 @@ EMPLOYEES = [
             "ones from the knowledge base and routes the rest to the right person.",
             "goals": "Every request gets a first answer within one business hour.",
             "tone": "Warm, brief and concrete. No jargon, no promises we cannot keep.",
-            "constraints": "Never share another customer's data. Never offer refunds or credits.",
+            "constraints": "Never share another customer's data. Never promise a refund: propose it, a person decides.",
             "success_criteria": "Customer confirms the answer helped; no re-opened requests.",
-            "escalation_rules": "Escalate legal threats, security reports and refund requests to a human.",
+            "escalation_rules": "Escalate legal threats, security reports and disputes over a refund to a human.",
             "sop": [
-                {"text": "Read the request and decide: question, bug report, billing or other."},
+                {"text": "Read the request and decide: question, order problem, billing or other."},
+                {
+                    "text": "Look the order up in the order desk.",
+                    "when": ["order"],
+                    "tool": {
+                        "name": LOOKUP_ORDER,
+                        "arguments": {"order_id": "{first_reference}"},
+                    },
+                },
+                {
+                    "text": "If the order arrived broken or never came, propose a full refund; "
+                    "the support lead approves or rejects it in the inbox.",
+                    "when": ["refund", "broken"],
+                    "tool": {
+                        "name": REFUND_ORDER,
+                        "arguments": {
+                            "order_id": "{first_reference}",
+                            "reason": "Customer request: {title}",
+                        },
+                    },
+                },
                 {
                     "text": "Reply to the customer with a first answer and what happens next.",
                     "tool": {
@@ -113,7 +153,11 @@ EMPLOYEES = [
             ("send_email", {"allowed_domains": ["example.com"]}, ToolPolicy.NEEDS_APPROVAL),
             ("escalate_to_human", {}, ToolPolicy.AUTO),
             ("create_task", {"max_per_task": 3}, ToolPolicy.AUTO),
+            (LOOKUP_ORDER, {}, ToolPolicy.AUTO),
+            (REFUND_ORDER, {}, ToolPolicy.NEEDS_APPROVAL),
         ],
+        # Customers write to her; mail from anyone outside example.com is held for a person.
+        "mailbox": ("ava@support.example.com", ["example.com"]),
         "duties": [
             (
                 "Morning inbox sweep",
@@ -405,10 +449,41 @@ EMPLOYEES = [
 
 
 @transaction.atomic
+def _order_desk(actor: Actor) -> bool:
+    """Register the order desk and list its tools (once); False when it cannot be started."""
+    if McpServer.objects.filter(name=ORDER_DESK, tools__isnull=False).exists():
+        return True
+    server = McpServer.objects.filter(name=ORDER_DESK).first() or mcp_server_add(
+        name=ORDER_DESK,
+        actor=actor,
+        command=[sys.executable, str(Path(__file__).parent / "demo_servers" / "order_desk.py")],
+        env={"ORDER_DESK_LEDGER": str(settings.VAR_DIR / "order-desk-refunds.jsonl")},
+    )
+    try:
+        mcp_tools_refresh(server=server, actor=actor)
+    except client.McpError as exc:
+        logger.warning("The demo's order desk did not start (%s); Ava works without it.", exc)
+        return False
+    return True
+
+
+def _without_mcp(spec: dict) -> dict:
+    """The employee's spec with its MCP steps and grants left out."""
+    fields = dict(spec["fields"])
+    fields["sop"] = [
+        step
+        for step in fields["sop"]
+        if not (step.get("tool") or {}).get("name", "").startswith("mcp:")
+    ]
+    grants = [grant for grant in spec["grants"] if not grant[0].startswith("mcp:")]
+    return {**spec, "fields": fields, "grants": grants}
+
+
 def load_demo_workforce(*, owner=None) -> dict[str, int]:
     """Create whatever part of the demo is missing; never changes what already exists."""
     actor = Actor.system("demo loader")
     created = {"teams": 0, "employees": 0}
+    order_desk = None
     teams = {}
     for spec in TEAMS:
         team, was_created = Team.objects.get_or_create(
@@ -426,6 +501,11 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
     for spec in EMPLOYEES:
         if Employee.objects.filter(handle=spec["fields"]["handle"]).exists():
             continue
+        uses_mcp = any(grant[0].startswith("mcp:") for grant in spec["grants"])
+        if uses_mcp and order_desk is None:
+            order_desk = _order_desk(actor)
+        if uses_mcp and not order_desk:
+            spec = _without_mcp(spec)
         employee = Employee(
             team=teams[spec["team"]],
             manager=owner,
@@ -451,6 +531,9 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
             services.working_hours_set(
                 employee=employee, actor=actor, always_on=False, tz=tz, windows=windows
             )
+        if spec.get("mailbox"):
+            address, allowed = spec["mailbox"]
+            mailbox_set(employee=employee, address=address, allowed_senders=allowed, actor=actor)
         services.employee_transition(employee=employee, to=spec["status"], actor=actor)
         created["employees"] += 1
     return created
@@ -468,6 +551,13 @@ DEMO_TASKS = [
         "demo:password-reset",
         "Password reset question",
         "From: jane@example.com\nSubject: Can't log in\n\nHi, how do I reset my password? Thanks, Jane",
+    ),
+    (
+        "ava-support",
+        "demo:broken-order",
+        "Order A-1002 arrived broken",
+        "From: jane@example.com\nSubject: Order A-1002 arrived broken\n\nHi, the teapot from my "
+        "order A-1002 arrived in pieces. Could I get a refund? Thanks, Jane",
     ),
     (
         "nia-access",

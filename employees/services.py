@@ -28,6 +28,7 @@ from employees.models import (
     WorkingWindow,
 )
 from employees.validators import validate_working_windows
+from mailboxes.services import mailbox_close
 from tasks.mcp.services import grant_pin, mcp_credentials_remove_for, split_tool_name
 
 # Which lifecycle moves are allowed; offboarding is final.
@@ -145,6 +146,7 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
         for grant in employee.tool_grants.all():
             tool_grant_revoke(grant=grant, actor=actor)
         mcp_credentials_remove_for(employee=employee, actor=actor)
+        mailbox_close(employee=employee, actor=actor)  # mail to it is held for a person
         task_services.tasks_cancel_for_employee(
             employee=employee, actor=actor, reason="Offboarded."
         )

@@ -86,6 +86,8 @@ SOP_SCHEMA = {
                 "required": ["name"],
                 "additionalProperties": False,
             },
+            # Words: the step applies only to a task that mentions one of them.
+            "when": {"type": "array", "items": {"type": "string", "minLength": 1}},
         },
         "required": ["text"],
         "additionalProperties": False,

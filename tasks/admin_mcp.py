@@ -13,7 +13,12 @@ from django.db.models import Count
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
 from tasks.mcp import client
-from tasks.mcp.services import mcp_server_add, mcp_server_validate, mcp_tools_refresh
+from tasks.mcp.services import (
+    mcp_credential_remove,
+    mcp_server_add,
+    mcp_server_validate,
+    mcp_tools_refresh,
+)
 from tasks.models import McpCredential, McpServer, McpTool
 
 
@@ -181,3 +186,25 @@ class McpToolAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["server"]
     search_fields = ["name", "server__name"]
     list_select_related = ["server"]
+
+
+@admin.register(McpCredential)
+class McpCredentialAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Names only; set one with ./workforce manage mcp credential SERVER HANDLE."""
+
+    list_display = ["server", "employee", "secret_names", "created_at"]
+    list_select_related = ["server", "employee"]
+    search_fields = ["server__name", "employee__handle"]
+    fields = ["server", "employee", "secret_names", "created_at"]
+    readonly_fields = fields
+    actions = ["remove"]
+
+    def has_remove_permission(self, request) -> bool:
+        # ReadOnlyAdminMixin denies delete; removing goes through the audited service instead.
+        return request.user.has_perm("tasks.delete_mcpcredential")
+
+    @admin.action(description="Remove the selected credentials (audited)", permissions=["remove"])
+    def remove(self, request, queryset) -> None:
+        actor = Actor.for_user(request.user)
+        removed = sum(mcp_credential_remove(credential=c, actor=actor) for c in queryset)
+        self.message_user(request, f"Removed {removed} credentials.")

@@ -50,6 +50,8 @@ def system_prompt(task: Task, tool_names: list[str], *, memories: list[dict] = (
         lines.append("Standard operating procedure (follow it in order):")
         for number, step in enumerate(employee.sop, start=1):
             hint = f" [tool: {step['tool']['name']}]" if step.get("tool") else ""
+            if step.get("when"):
+                hint += f" (only when the task mentions: {', '.join(step['when'])})"
             lines.append(f"  {number}. {step['text']}{hint}")
     lines.extend(memory_rules(memories))
     lines.extend(linked_request_lines(task, tool_names))

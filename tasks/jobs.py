@@ -38,6 +38,7 @@ def run_due() -> dict[str, int]:
     from employees.memory.ingest import documents_resume_stalled
     from employees.memory.partitions import memory_partitions_drop_orphaned
     from employees.memory.services import memories_expire
+    from mailboxes.imap import mailboxes_poll_due
     from tasks.mcp.services import mcp_servers_check_due
     from tasks.services import (
         delegations_wake_overdue,
@@ -71,6 +72,7 @@ def run_due() -> dict[str, int]:
         "emails_sent": outbox["sent"],
         "emails_retrying": outbox["retry"],
         "emails_failed": outbox["failed"],
+        "mailbox_polls_queued": mailboxes_poll_due(),  # IMAP mailboxes: one job each
         "suspended_mcp_grants": mcp_servers_check_due(),  # may wait on the servers: last
     }
 

@@ -37,6 +37,7 @@ class TaskSource(models.TextChoices):
     DELEGATION = "delegation", "Delegated"
     FOLLOW_UP = "follow_up", "Follow-up"
     COMMAND = "command", "Command line"
+    EMAIL = "email", "E-mail"
 
 
 class TaskPriority(models.IntegerChoices):
@@ -253,7 +254,12 @@ class OutboxEmail(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Built from call_key, so every attempt carries the same one: a receiver can tell a retry
     # after an unknown outcome (a worker died mid-send) from a new message.
-    message_id = models.CharField(max_length=200)
+    message_id = models.CharField(max_length=200, db_index=True)
+    # The employee's own address when it has an open mailbox, fixed when the row is written
+    # (blank: DEFAULT_FROM_EMAIL); the thread a reply belongs to (mailboxes.selectors).
+    from_email = models.CharField(max_length=300, blank=True)
+    in_reply_to = models.CharField(max_length=500, blank=True)
+    references = models.TextField(blank=True)
     error = models.TextField(blank=True)  # the last attempt's
     # A pending row is swept from this moment (NULL: at once); a sending row is given back to
     # the sweep when its attempt is older than OUTBOX_SENDING_TIMEOUT_SECONDS.

@@ -30,6 +30,7 @@ from django.utils import timezone
 from aiworkforce.audit import Actor, audit_log
 from approvals.notifications import SUBJECT_PREFIX
 from employees.models import TeamRole
+from mailboxes.selectors import mail_from_address, mail_reply_headers
 from tasks.models import OutboxEmail, OutboxStatus, Task
 
 logger = logging.getLogger(__name__)
@@ -42,29 +43,46 @@ _MAX_BACKOFF = timedelta(hours=1)
 _ERROR_CHARS = 2000
 
 
-def outbox_message_id(*, task_id: int, call_id: str) -> str:
-    """The Message-ID of a tool call's email: the same for every attempt, unique per call."""
+def outbox_message_id(*, task_id: int, call_id: str, from_email: str = "") -> str:
+    """The Message-ID of a tool call's email: the same for every attempt, unique per call,
+    in the domain of its From address (DEFAULT_FROM_EMAIL unless given)."""
     local = re.sub(r"[^A-Za-z0-9_-]+", "-", call_id).strip("-")[:64] or "call"
     if local != call_id:  # two ids that sanitise alike stay apart
         local = f"{local}-{hashlib.sha256(call_id.encode()).hexdigest()[:12]}"
-    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
+    domain = parseaddr(from_email or settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
     domain = re.sub(r"[^A-Za-z0-9.-]+", "", domain).strip(".") or "aiworkforce"
     return f"<task{task_id}.{local}@{domain}>"
 
 
 def outbox_email_create(
-    *, task: Task, call_id: str, to: list[str], subject: str, body: str
+    *,
+    task: Task,
+    call_id: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    in_reply_to: str | None = None,
 ) -> OutboxEmail:
     """Write an email to the outbox in the caller's transaction; its first attempt is queued
-    on commit, and the sweep takes it if that job never runs."""
+    on commit, and the sweep takes it if that job never runs.
+
+    It is sent from the employee's mailbox address when it has an open one, and threaded
+    (In-Reply-To, References) to `in_reply_to`, or else to the mail the task came from when
+    it goes to that mail's sender; ValueError for an `in_reply_to` the employee never saw.
+    """
     now = timezone.now()
+    from_email = mail_from_address(task.employee)
+    replying_to, references = mail_reply_headers(task=task, to=to, in_reply_to=in_reply_to)
     email = OutboxEmail.objects.create(
         task=task,
         call_key=f"{task.pk}:{call_id}",
         to=to,
         subject=subject,
         body=body,
-        message_id=outbox_message_id(task_id=task.pk, call_id=call_id),
+        message_id=outbox_message_id(task_id=task.pk, call_id=call_id, from_email=from_email),
+        from_email="" if from_email == settings.DEFAULT_FROM_EMAIL else from_email,
+        in_reply_to=replying_to,
+        references=references,
         # The queued job normally sends it within a second; the sweep waits one backoff.
         next_attempt_at=now + timedelta(seconds=settings.OUTBOX_BACKOFF_SECONDS),
     )
@@ -172,11 +190,17 @@ def outbox_give_up(*, email: OutboxEmail, error: str, now: datetime) -> bool:
 
 def _attempt(email: OutboxEmail, now: datetime) -> str:
     """One SMTP transaction for a claimed row: "sent", "retry" or "failed"."""
+    # Auto-Submitted (RFC 3834): an autoresponder does not answer it, so no mail loop starts.
+    headers = {"Message-ID": email.message_id, "Auto-Submitted": "auto-generated"}
+    if email.in_reply_to:
+        headers["In-Reply-To"] = email.in_reply_to
+        headers["References"] = email.references or email.in_reply_to
     message = EmailMessage(
         subject=email.subject,
         body=email.body,
+        from_email=email.from_email or None,
         to=email.to,
-        headers={"Message-ID": email.message_id},
+        headers=headers,
     )
     try:
         message.send()
@@ -297,7 +321,12 @@ def outbox_notify_managers(*, outbox_id: int) -> str:
     addresses = list(outbox_failure_recipients(email).values_list("email", flat=True))
     try:
         for address in addresses:
-            EmailMessage(subject=subject, body=body, to=[address]).send()
+            EmailMessage(
+                subject=subject,
+                body=body,
+                to=[address],
+                headers={"Auto-Submitted": "auto-generated"},
+            ).send()
     except Exception:
         # Give the claim back for a retry of the job: a second notice beats none.
         OutboxEmail.objects.filter(pk=outbox_id, managers_notified_at=now).update(

@@ -3,7 +3,9 @@
 It is what runs without OPENAI_API_KEY, so the product works on a machine with no network. It
 is not an LLM and never claims to be: everything it writes is labelled "offline mode".
 Hint arguments may hold placeholders filled from the task: {input}, {title}, {first_email},
-{first_url}.
+{first_url}, {first_reference} (the first code like "A-1002" or "INV-2043": an order, ticket or
+invoice number). A step with "when" words is followed only when the task mentions one of them
+(a support SOP looks an order up only when the request names one).
 
 Lessons recalled for the task are applied literally too: an edit a person made to an earlier
 call of the same tool is made again (a subject 'A' changed to 'B' is drafted as 'B'), and the
@@ -27,6 +29,15 @@ DELEGATE = "delegate"
 # minutes). The leftmost match is the same: one starting inside a run would extend to its start.
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _URL = re.compile(r"https?://[^\s<>\"')]+")
+# Bounded runs between word boundaries: one pass, whatever the input.
+_REFERENCE = re.compile(r"\b[A-Z]{1,5}-\d{2,12}\b")
+
+
+def step_applies(step: dict, text: str) -> bool:
+    """A step without "when" always applies; one with it, when the text mentions a word of it."""
+    words = step.get("when") or []
+    lowered = text.lower()
+    return not words or any(word.lower() in lowered for word in words)
 
 
 def _fill(value: Any, values: dict[str, str]) -> Any:
@@ -49,16 +60,24 @@ class OfflineEngine:
     def __init__(
         self, *, sop: list[dict], title: str, task_input: str, memories: list[dict] = ()
     ) -> None:
-        self.hints = [step for step in sop if step.get("tool")]
+        about = f"{title}\n{task_input}"
+        self.applies = [step_applies(step, about) for step in sop]
+        self.hints = [
+            step
+            for step, applies in zip(sop, self.applies, strict=True)
+            if applies and step.get("tool")
+        ]
         # Recalled memories (payload dicts with id, kind, text, details): lessons are applied.
         self.memories = list(memories)
         self.steps = sop
         email, url = _EMAIL.search(task_input), _URL.search(task_input)
+        reference = _REFERENCE.search(about)
         self.values = {
             "input": task_input,
             "title": title,
             "first_email": email.group(0) if email else "",
             "first_url": url.group(0) if url else "",
+            "first_reference": reference.group(0) if reference else "",
         }
 
     def complete(
@@ -139,9 +158,11 @@ class OfflineEngine:
         outcomes = [m["content"] for m in messages if m["role"] == "tool"]
         lines = [f"{OFFLINE_LABEL} Followed the standard operating procedure:"]
         outcome_iter = iter(outcomes)
-        for number, step in enumerate(self.steps, start=1):
+        for number, (step, applies) in enumerate(zip(self.steps, self.applies, strict=True), 1):
             line = f"{number}. {step['text']}"
-            if step.get("tool"):
+            if not applies:
+                line += f" (not needed: the task does not mention {' or '.join(step['when'])})"
+            elif step.get("tool"):
                 line += f" ({step['tool']['name']}: {_describe(next(outcome_iter, ''))})"
             lines.append(line)
         applied = [

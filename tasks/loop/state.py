@@ -192,16 +192,26 @@ class Turn:
         """
         self.flush()
         with transaction.atomic():
-            write()
-            released = services.task_release(
-                task=self.task, status=status, reason=reason, worker=self.worker
-            )
+            # The task row first, then what write() audits: every transaction that touches
+            # both takes the row before the audit chain's lock, so two never wait on each other.
+            released = self.lock_owned()
+            if released:
+                write()
+                released = services.task_release(
+                    task=self.task, status=status, reason=reason, worker=self.worker
+                )
             if not released:
                 transaction.set_rollback(True)
         if not released:
             self.stop()  # cancelled or reclaimed meanwhile: nothing was written
         self.outcome = status
         raise Parked
+
+    def lock_owned(self) -> bool:
+        """Lock the task row inside a transaction, if this worker still holds it."""
+        with connection.cursor() as cursor:
+            cursor.execute(GUARDS["owned"], [self.task.pk, self.worker])
+            return cursor.fetchone() is not None
 
     def lock_while_acting(self) -> bool:
         """Lock the task row inside a transaction, if the task and its employee may act."""

@@ -148,7 +148,11 @@ def server_spec(server: McpServer, credential: McpCredential | None = None) -> c
     secrets = _decrypted(server.secrets_encrypted)
     own = _decrypted(credential.secrets_encrypted) if credential is not None else {}
     env = {**secrets.get("env", {}), **own.get("env", {})}
-    headers = {**secrets.get("headers", {}), **own.get("headers", {})}
+    # Header names are case-insensitive: an employee's "authorization" replaces the shared
+    # "Authorization" instead of being sent beside it.
+    by_name = {name.lower(): (name, value) for name, value in secrets.get("headers", {}).items()}
+    by_name.update({name.lower(): (name, value) for name, value in own.get("headers", {}).items()})
+    headers = dict(by_name.values())
     return client.ServerSpec(
         name=server.name,
         transport=server.transport,

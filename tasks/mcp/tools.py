@@ -34,8 +34,9 @@ from tasks.tools import Risk, Tool, ToolContext, register_source
 logger = logging.getLogger(__name__)
 
 _MODEL_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
-# Each worker process lists a server's tools at most this often to compare them with the pins.
-_live: dict[str, tuple[float, dict[str, dict]]] = {}
+# Each worker process lists a server's tools at most this often to compare them with the pins,
+# per way of reaching it: a server may describe its tools differently to another credential.
+_live: dict[client.ServerSpec, tuple[float, dict[str, dict]]] = {}
 _live_lock = threading.Lock()
 # Tools and servers as last read from the database (dict writes are atomic; a race re-reads).
 _resolved: dict[str, tuple[float, Tool | None]] = {}
@@ -95,13 +96,13 @@ def _live_definitions(server: McpServer, spec: client.ServerSpec) -> dict[str, d
     """The server's tools as it serves them now (listed at most every MCP_TOOLS_CACHE_SECONDS)."""
     now = time.monotonic()
     with _live_lock:
-        cached = _live.get(server.name)
+        cached = _live.get(spec)
     if cached and now - cached[0] < settings.MCP_TOOLS_CACHE_SECONDS:
         return cached[1]
     definitions = client.list_tools(spec, timeout=settings.MCP_TIMEOUT_SECONDS)
     live = {definition.name: definition.as_json() for definition in definitions}
     with _live_lock:
-        _live[server.name] = (now, live)
+        _live[spec] = (now, live)
     return live
 
 

@@ -22,6 +22,12 @@ SEND_EMAIL = register(
                 },
                 "subject": {"type": "string", "minLength": 1, "maxLength": 300},
                 "body": {"type": "string", "minLength": 1},
+                "in_reply_to": {
+                    "type": "string",
+                    "maxLength": 500,
+                    "description": "Message-ID of the mail this answers (a reply to the task's "
+                    "own sender is threaded without it).",
+                },
             },
             "required": ["to", "subject", "body"],
             "additionalProperties": False,

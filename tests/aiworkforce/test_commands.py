@@ -127,8 +127,9 @@ def test_up_serves_the_product_runs_jobs_and_stops_cleanly_on_ctrl_c(scratch_dat
         )
         assert "result 2" in job.stdout, job.stdout + job.stderr
 
-        # Within seconds the demo workforce has worked: one task done, one waiting for
-        # approval, one escalated.
+        # Within seconds the demo workforce has worked: one task done, two waiting for
+        # approval (Ava's reply, and her refund after a lookup on the order desk, an MCP server
+        # the worker starts over stdio), one escalated.
         demo = manage(
             "shell",
             "-c",
@@ -136,14 +137,13 @@ def test_up_serves_the_product_runs_jobs_and_stops_cleanly_on_ctrl_c(scratch_dat
             "from tasks.models import Task\n"
             "for _ in range(100):\n"
             "    statuses = sorted(Task.objects.values_list('status', flat=True))\n"
-            "    if statuses == ['done', 'waiting_approval', 'waiting_escalation']: break\n"
+            "    if statuses == ['done', 'waiting_approval', 'waiting_approval', 'waiting_escalation']: break\n"
             "    time.sleep(0.2)\n"
             "print('demo', statuses)",
             env={"DATABASE_URL": scratch_database, "AIW_VAR_DIR": str(tmp_path)},
         )
-        assert "demo ['done', 'waiting_approval', 'waiting_escalation']" in demo.stdout, (
-            demo.stdout + demo.stderr
-        )
+        expected = "demo ['done', 'waiting_approval', 'waiting_approval', 'waiting_escalation']"
+        assert expected in demo.stdout, demo.stdout + demo.stderr
 
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # runserver and the cluster's processes

@@ -40,6 +40,8 @@ ADVERSARIAL = {
     "email: many @s": (_offline, _fill("a@")),
     "email: @ then a long domain without a dot": (_offline, _fill("-", "a@b")),
     "url: many schemes without a host": (_offline, _fill("http:/")),
+    "reference: letters and dashes without digits": (_offline, _fill("ABCDE-")),
+    "reference: dashes and digits": (_offline, _fill("A-1-")),
     # The heading pattern's lazy title and optional closing runs (quadratic on one long line).
     "heading: a line of spaces after '# x'": (_sections, _fill(" ", "# x", "x")),
     "heading: spaces and tabs after '#'": (_sections, _fill(" \t", "#")),

@@ -19,7 +19,12 @@ from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from employees.services import employee_offboard, tool_grant_save
 from tasks.loop import run_task
 from tasks.mcp import client
-from tasks.mcp.services import mcp_credential_set, mcp_server_add, mcp_tools_refresh
+from tasks.mcp.services import (
+    mcp_credential_set,
+    mcp_server_add,
+    mcp_tools_refresh,
+    server_spec,
+)
 from tasks.mcp.tools import forget_live_definitions
 from tasks.models import McpCredential, Step, StepKind, TaskStatus
 from tests.factories import EmployeeFactory, assigned_task
@@ -189,3 +194,41 @@ def test_the_server_page_lists_whose_credentials_it_holds_by_name_only(admin_cli
     assert page.status_code == 200
     html = page.content.decode()
     assert "ORDERS_AGENT" in html and "ava" in html and AVA_SECRET not in html
+
+
+def test_a_manager_removes_a_credential_from_the_back_office_and_it_is_audited(admin_client):
+    server = mcp_server_add(
+        name="orders", actor=ACTOR, command=[sys.executable, str(SERVER_SCRIPT), "stdio"]
+    )
+    credential = mcp_credential_set(
+        server=server, employee=_employee("ava"), actor=ACTOR, env={"ORDERS_AGENT": AVA_SECRET}
+    )
+    listing = admin_client.get("/admin/tasks/mcpcredential/")
+    assert listing.status_code == 200 and AVA_SECRET not in listing.content.decode()
+
+    admin_client.post(
+        "/admin/tasks/mcpcredential/",
+        {"action": "remove", "_selected_action": [credential.pk]},
+    )
+
+    assert not McpCredential.objects.exists()
+    assert AuditEntry.objects.filter(action="mcp.credential_removed").count() == 1
+
+
+def test_an_employees_header_replaces_the_shared_one_whatever_its_case():
+    server = mcp_server_add(
+        name="crm",
+        actor=ACTOR,
+        url="http://127.0.0.1:9/mcp",
+        headers={"Authorization": "Bearer shared-1234", "X-Tenant": "acme"},
+    )
+    credential = mcp_credential_set(
+        server=server,
+        employee=_employee("ava"),
+        actor=ACTOR,
+        headers={"authorization": "Bearer own-5678"},
+    )
+
+    headers = dict(server_spec(server, credential).headers)
+
+    assert headers == {"authorization": "Bearer own-5678", "X-Tenant": "acme"}

@@ -17,7 +17,7 @@ from aiworkforce.models import AuditEntry
 from approvals.models import ApprovalRequest, ApprovalStatus
 from approvals.services import approval_decide
 from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
-from employees.services import tool_grant_save
+from employees.services import employee_activate, employee_pause, tool_grant_save
 from tasks.loop import run_task
 from tasks.mcp import client
 from tasks.mcp.services import mcp_server_add, mcp_tools_refresh
@@ -233,6 +233,41 @@ def test_a_server_that_dies_mid_call_is_an_error_step_and_is_not_called_again(mo
     crashed, started_again = _tool_steps(task)[1], _tool_steps(task)[2]
     assert crashed["status"] == "error" and "orders" in crashed["result"]["error"]
     assert started_again["status"] == "ok"  # a fresh session to a restarted server
+
+
+def test_pausing_mid_task_stops_the_next_mcp_call_and_resuming_makes_it_once(
+    model_server, ava, sink
+):
+    # No approval: only the pause stands between the model and the refund.
+    ToolGrant.objects.filter(employee=ava, tool_name=REFUND).update(policy=ToolPolicy.AUTO)
+    model_server.enqueue(
+        reply(
+            tool_calls=[
+                ("mcp__orders__lookup_order", {"order_id": "A-1001"}),
+                ("mcp__orders__refund_order", {"order_id": "A-1001", "amount": 84.0}),
+            ]
+        ),
+        reply("Looked it up and refunded it."),
+    )
+    task = assigned_task(ava, "Refund order A-1001 if it shipped late.")
+
+    def pause_after_the_lookup(step) -> None:
+        if step.payload.get("name") == LOOKUP:  # between the two calls of one turn
+            employee_pause(employee=ava, actor=ACTOR, reason="Checking the refund rules.")
+
+    assert run_task(task.pk, on_step=pause_after_the_lookup) == TaskStatus.PAUSED
+    assert _refunds(sink) == []  # the refund was not started: no intent, no call
+    assert [step["name"] for step in _tool_steps(task)] == [LOOKUP]
+
+    employee_activate(employee=ava, actor=ACTOR)
+    assert run_task(task.pk) == TaskStatus.DONE
+    assert [refund["order_id"] for refund in _refunds(sink)] == ["A-1001"]
+    assert [(s["name"], s["status"]) for s in _tool_steps(task)] == [
+        (LOOKUP, "ok"),
+        (REFUND, "started"),
+        (REFUND, "ok"),
+    ]
+    assert AuditEntry.objects.filter(action="employee.paused", subject_id=str(ava.pk)).exists()
 
 
 def test_a_hung_call_times_out_as_an_error_whose_outcome_is_unknown(model_server, ava, settings):

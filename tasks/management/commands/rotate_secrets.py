@@ -7,6 +7,7 @@ from django.db import transaction
 
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.secrets import SecretDecryptionError, reencrypt_secret
+from mailboxes.models import Mailbox
 from tasks.models import McpCredential, McpServer, WebhookEndpoint
 
 # (model, field) of every secret the project stores.
@@ -14,6 +15,7 @@ SECRETS = [
     (WebhookEndpoint, "secret_encrypted"),
     (McpServer, "secrets_encrypted"),
     (McpCredential, "secrets_encrypted"),
+    (Mailbox, "imap_password_encrypted"),
 ]
 
 

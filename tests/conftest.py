@@ -11,6 +11,7 @@ from employees.models import (
     EmployeeStatus,
     ToolPolicy,
 )
+from tasks.mcp.tools import forget_live_definitions
 from tests.factories import EmployeeFactory, ToolGrantFactory, UserFactory
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -26,6 +27,14 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         for db_settings in settings.DATABASES.values():
             test = db_settings.setdefault("TEST", {})
             test["NAME"] = f"{test.get('NAME') or 'test_' + db_settings['NAME']}_{suffix}"
+
+
+@pytest.fixture(autouse=True)
+def _forget_mcp_tools():
+    """What a process read of MCP servers and tools (kept up to MCP_TOOLS_CACHE_SECONDS) is
+    forgotten after each test: the next test's server of the same name is another one."""
+    yield
+    forget_live_definitions()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ repr, a log line or an exception message. This module imports no Django models.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import json
@@ -39,6 +40,8 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
+
+from tasks.mcp.results import CallResult, call_result
 
 logger = logging.getLogger(__name__)
 
@@ -114,16 +117,6 @@ class ToolDefinition:
         return json.loads(json.dumps(asdict(self)))
 
 
-@dataclass(frozen=True)
-class CallResult:
-    """A tool's answer, cut down to what a prompt can hold."""
-
-    text: str  # the content as text, at most max_bytes UTF-8 bytes (see _cap)
-    is_error: bool  # the server's isError: the tool failed, the protocol did not
-    structured: dict | None  # structuredContent; None too when its JSON is over max_bytes
-    truncated: bool  # the text was cut or the structured content dropped
-
-
 class McpError(Exception):
     """A failure a person can act on, naming the server; it never carries a secret."""
 
@@ -162,7 +155,7 @@ def call_tool(
         return await session.call_tool(name, arguments)
 
     result = _current_pool().request(spec, timeout, f"the call to {name!r}", call)
-    return _call_result(result, max_bytes)
+    return call_result(result, max_bytes)
 
 
 def close_sessions() -> None:
@@ -191,6 +184,7 @@ class _Pool:
         self._portal_cm = start_blocking_portal(name="mcp-client")
         self.portal = self._portal_cm.__enter__()
         _, self._task_group = self.portal.start_task(_hold_task_group)
+        self.loop = self.portal.call(asyncio.get_running_loop)
         self.connections: dict[ServerSpec, _Connection] = {}
 
     def request(
@@ -220,7 +214,8 @@ class _Pool:
                     raise _error(McpUnavailable, spec, f"{why} outcome is unknown") from exc
                 return await self._connection(spec, remaining).request(what, remaining, fn)
 
-        future = self.portal.start_task_soon(on_loop)
+        # One hop: the portal's start_task_soon waits a round trip for the loop to spawn it.
+        future = asyncio.run_coroutine_threadsafe(on_loop(), self.loop)
         try:
             return future.result(timeout + LOOP_GRACE)
         except concurrent.futures.CancelledError:
@@ -546,55 +541,3 @@ def _definition(tool: mcp_types.Tool) -> ToolDefinition:
         input_schema=dict(tool.input_schema),
         annotations={key: hints[key] for key in ANNOTATION_HINTS if key in hints},
     )
-
-
-def _call_result(result: mcp_types.CallToolResult, max_bytes: int) -> CallResult:
-    text = "\n".join(_block_text(block) for block in result.content)
-    structured = result.structured_content
-    dropped = False
-    if structured is not None:
-        encoded = json.dumps(structured, ensure_ascii=False)
-        if not text:  # the spec asks servers to mirror structured content as text; not all do
-            text = encoded
-        if len(encoded.encode()) > max_bytes:
-            structured, dropped = None, True
-    text, cut = _cap(text, max_bytes)
-    return CallResult(
-        text=text, is_error=bool(result.is_error), structured=structured, truncated=cut or dropped
-    )
-
-
-def _block_text(block: Any) -> str:
-    if isinstance(block, mcp_types.TextContent):
-        return block.text
-    if isinstance(block, mcp_types.ImageContent | mcp_types.AudioContent):
-        return f"[{block.type} {block.mime_type}, {_decoded_size(block.data):,} bytes]"
-    if isinstance(block, mcp_types.EmbeddedResource):
-        resource = block.resource
-        if isinstance(resource, mcp_types.TextResourceContents):
-            return f"[resource {resource.uri}]\n{resource.text}"
-        mime_type = resource.mime_type or "application/octet-stream"
-        return f"[resource {resource.uri} {mime_type}, {_decoded_size(resource.blob):,} bytes]"
-    if isinstance(block, mcp_types.ResourceLink):
-        return f"[resource link {block.uri}: {block.name}]"
-    return f"[{getattr(block, 'type', 'unknown')} content]"
-
-
-def _decoded_size(base64_data: str) -> int:
-    return len(base64_data.rstrip("=")) * 3 // 4
-
-
-def _cap(text: str, max_bytes: int) -> tuple[str, bool]:
-    """At most max_bytes UTF-8 bytes, the "\\n[… cut: N bytes more]" marker included (a smaller
-    max_bytes gives just the marker), cut on a character boundary."""
-    data = text.encode()
-    if len(data) <= max_bytes:
-        return text, False
-    reserve = len(_cut_marker(len(data)).encode()) + 1  # the count can only shrink
-    kept = data[: max(0, max_bytes - reserve)].decode(errors="ignore")
-    omitted = len(data) - len(kept.encode())
-    return f"{kept}\n{_cut_marker(omitted)}", True
-
-
-def _cut_marker(omitted: int) -> str:
-    return f"[… cut: {omitted} bytes more]"

@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiworkforce.settings")
 
+from benchmarks.databases import bench_database_url
+
 TOOL_CALLS_PER_TASK = 3
 
 
@@ -203,7 +205,7 @@ def setup_django(base_url: str, migrate: bool = True) -> None:
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "benchmark-" + "x1y2z3" * 10)
     if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = _bench_database_on_embedded_server()
+        os.environ["DATABASE_URL"] = bench_database_url("aiworkforce_bench")
     django.setup()
     from django.core.management import call_command
 
@@ -224,25 +226,6 @@ def setup_django(base_url: str, migrate: bool = True) -> None:
                 execute=lambda context, arguments: {"echo": arguments},
             )
         )
-
-
-def _bench_database_on_embedded_server() -> str:
-    """A database of its own on the embedded server, so the benchmark leaves the demo alone."""
-    from urllib.parse import quote
-
-    import psycopg
-
-    from aiworkforce import embedded_db
-
-    socket_dir = embedded_db.ensure_running()
-    with psycopg.connect(
-        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        if not conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = 'aiworkforce_bench'"
-        ).fetchone():
-            conn.execute("CREATE DATABASE aiworkforce_bench")
-    return f"postgres://postgres@{quote(socket_dir, safe='')}/aiworkforce_bench"
 
 
 def bench_employee(handle: str = "bench-runner", tool: str = "bench_echo"):

@@ -59,6 +59,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aiworkforce.settings")
 
+from benchmarks.databases import bench_database_url  # noqa: E402 (needs the sys.path above)
+
 DATABASE = "aiworkforce_bench_memory"
 TABLE = "employees_memoryentry"
 HNSW_INDEX = "memory_embedding_hnsw_cosine"
@@ -342,28 +344,11 @@ def setup_django() -> None:
     os.environ["DEBUG"] = "false"  # Django's debug cursor wrapper costs CPU per statement
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     if not os.environ.get("DATABASE_URL"):
-        os.environ["DATABASE_URL"] = _bench_database_on_embedded_server()
+        os.environ["DATABASE_URL"] = bench_database_url(DATABASE)
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def _bench_database_on_embedded_server() -> str:
-    """A database of its own on the embedded server, so tests and the demo are left alone."""
-    from urllib.parse import quote
-
-    import psycopg
-
-    from aiworkforce import embedded_db
-
-    socket_dir = embedded_db.ensure_running()
-    with psycopg.connect(
-        host=socket_dir, user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-    return f"postgres://postgres@{quote(socket_dir, safe='')}/{DATABASE}"
 
 
 def owners() -> tuple[list, list, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from employees.collaboration import collaborators
@@ -172,3 +173,19 @@ def _walk_reporting_lines(
             walk(member.pk, level + 1)
 
     walk(None, 0)
+
+
+def managers_to_notify(employee: Employee) -> QuerySet:
+    """Who is told about an employee's trouble by mail: its manager and its team's managers
+    (active, with an address)."""
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(team_memberships__team=employee.team_id, team_memberships__role=TeamRole.MANAGER)
+            | Q(pk=employee.manager_id),
+            is_active=True,
+        )
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from approvals.notifications import SUBJECT_PREFIX
-from employees.models import Employee, TeamRole
+from employees.models import Employee
+from employees.selectors import managers_to_notify
 from mailboxes.models import InboundMail, InboundStatus, Mailbox
 
 logger = logging.getLogger(__name__)
@@ -33,17 +33,7 @@ HEADERS = {"Auto-Submitted": "auto-generated"}  # RFC 3834: no auto-reply to a n
 
 def held_mail_recipients(employee: Employee):
     """The people who decide on an employee's held mail: its manager and its team's managers."""
-    return (
-        get_user_model()
-        .objects.filter(
-            Q(team_memberships__team=employee.team_id, team_memberships__role=TeamRole.MANAGER)
-            | Q(pk=employee.manager_id),
-            is_active=True,
-        )
-        .exclude(email="")
-        .distinct()
-        .order_by("pk")
-    )
+    return managers_to_notify(employee)
 
 
 def _untold(mailbox_id: int):

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F, Q
@@ -29,7 +28,7 @@ from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
 from approvals.notifications import SUBJECT_PREFIX
-from employees.models import TeamRole
+from employees.selectors import managers_to_notify
 from mailboxes.selectors import mail_from_address, mail_reply_headers
 from tasks.models import OutboxEmail, OutboxStatus, Task
 
@@ -275,18 +274,7 @@ def outbox_sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 def outbox_failure_recipients(email: OutboxEmail):
     """The people who manage the task's employee: its manager and its team's managers."""
-    employee = email.task.employee
-    return (
-        get_user_model()
-        .objects.filter(
-            Q(team_memberships__team=employee.team_id, team_memberships__role=TeamRole.MANAGER)
-            | Q(pk=employee.manager_id),
-            is_active=True,
-        )
-        .exclude(email="")
-        .distinct()
-        .order_by("pk")
-    )
+    return managers_to_notify(email.task.employee)
 
 
 def outbox_failure_email(email: OutboxEmail) -> tuple[str, str]:

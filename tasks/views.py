@@ -6,8 +6,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpResponse
-from django.shortcuts import render
+from django.db.models.functions import Length
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
@@ -53,6 +55,12 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     context = {
         "task": task,
         "emails": emails,
+        # Files that came with the mail the task was made from (none for other tasks).
+        "attachments": list(
+            task.mail_attachments.defer("content", "text")
+            .annotate(stored=Length("content"))
+            .order_by("pk")
+        ),
         "emails_failed": sum(email.status == OutboxStatus.FAILED for email in emails),
         "requested_by": task_requester_for(request.user, task),
         "tree": tree,
@@ -68,6 +76,19 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         template += "#trace"
     return render(request, template, context)
+
+
+@require_GET
+def task_attachment(request: HtmxHttpRequest, pk: int, attachment_id: int) -> HttpResponse:
+    """Download a file that came with the task's mail, never shown inline (it is untrusted)."""
+    task = task_for_user(request.user, pk)
+    attachment = get_object_or_404(task.mail_attachments, pk=attachment_id)
+    if not attachment.content:
+        raise Http404(attachment.note or "This file was listed but not kept.")
+    response = HttpResponse(bytes(attachment.content), content_type="application/octet-stream")
+    response["Content-Disposition"] = content_disposition_header(True, attachment.filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _model_settings(task: Task) -> dict | None:

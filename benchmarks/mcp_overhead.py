@@ -42,7 +42,8 @@ def _script(body: dict):
     done = sum(1 for message in body["messages"] if message["role"] == "tool")
     if done < CALLS_PER_TASK:
         # Other arguments each time: the same call thrice would trip the loop breaker.
-        arguments = {"order_id": f"A-{1001 + done}"} if tool.startswith("mcp__") else {"n": done}
+        looks_up = tool.startswith("mcp__") or tool == "bench_lookup"
+        arguments = {"order_id": f"A-{1001 + done}"} if looks_up else {"n": done}
         return reply(tool_calls=[(tool, arguments)], prompt_tokens=200, completion_tokens=20)
     return reply("Finished.", prompt_tokens=260, completion_tokens=5)
 
@@ -142,18 +143,51 @@ def _task_ms(employee, n: int) -> float:
     return elapsed
 
 
-def through_the_loop_ms(tasks: int) -> tuple[float, float]:
-    """Median ms per task: three MCP calls, three no-op built-in calls (taken in turns)."""
-    _server("bench-orders", command=[sys.executable, str(SERVER_SCRIPT), "stdio"])
+def _register_lookalike(server) -> None:
+    """A built-in tool with the MCP tool's description and schema, answering what it answers
+    (without leaving the process): the loop's cost of a tool that size, minus MCP."""
+    from tasks.mcp import client
+    from tasks.mcp.services import server_spec
+    from tasks.tools import Risk, Tool, register
+    from tasks.tools.registry import _REGISTRY
+
+    definition = server.tools.get(name="lookup_order").definition
+    result = client.call_tool(
+        server_spec(server), "lookup_order", ARGUMENTS, timeout=30, max_bytes=100_000
+    )
+    answer = {"content": result.text}
+    if result.structured is not None:
+        answer["structured"] = result.structured
+    if "bench_lookup" not in _REGISTRY:
+        register(
+            Tool(
+                name="bench_lookup",
+                description=definition["description"],
+                parameters=definition["input_schema"],
+                default_risk=Risk.LOW,
+                side_effects=False,
+                writes_database=False,
+                execute=lambda context, arguments: answer,
+            )
+        )
+
+
+def through_the_loop_ms(tasks: int) -> tuple[float, float, float]:
+    """Median ms per task: three MCP calls, three no-op built-in calls, three calls of a
+    built-in look-alike of the MCP tool (taken in turns)."""
+    server = _server("bench-orders", command=[sys.executable, str(SERVER_SCRIPT), "stdio"])
+    _register_lookalike(server)
     with_mcp = _employee("bench-mcp", "mcp:bench-orders/lookup_order")
     with_echo = _employee("bench-echo", "bench_echo")
+    with_lookalike = _employee("bench-lookalike", "bench_lookup")
     for n in range(5):  # warm up: sessions, prepared statements
-        _task_ms(with_mcp, n), _task_ms(with_echo, n)
-    mcp, echo = [], []
+        _task_ms(with_mcp, n), _task_ms(with_echo, n), _task_ms(with_lookalike, n)
+    mcp, echo, lookalike = [], [], []
     for n in range(tasks):
         mcp.append(_task_ms(with_mcp, n))
         echo.append(_task_ms(with_echo, n))
-    return statistics.median(mcp), statistics.median(echo)
+        lookalike.append(_task_ms(with_lookalike, n))
+    return statistics.median(mcp), statistics.median(echo), statistics.median(lookalike)
 
 
 def concurrent_http(count: int) -> float:
@@ -193,8 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     setup_django(base_url)
     bare = bare_sdk_ms(args.calls)
     ours = our_client_ms(args.calls)
-    mcp_task, echo_task = through_the_loop_ms(args.tasks)
+    mcp_task, echo_task, lookalike_task = through_the_loop_ms(args.tasks)
     per_call = (mcp_task - echo_task) / CALLS_PER_TASK
+    # Against a built-in tool of the same description, schema and answer: what being MCP costs.
+    per_mcp_call = (mcp_task - lookalike_task) / CALLS_PER_TASK
     # In the loop a model call separates two tool calls, and a server (and the client's loop
     # thread) woken from idle answers more slowly than one called back to back.
     gap = echo_task / (CALLS_PER_TASK + 1) / 1000
@@ -210,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"  bare mcp SDK, calls {gap * 1000:.0f} ms apart as in the loop: {spaced:6.2f} ms")
     print(f"  added by the loop over that spaced bare SDK call:  {per_call - spaced:6.2f} ms")
+    print(
+        f"  one call vs a built-in tool of the same schema and answer: {per_mcp_call:6.2f} ms, "
+        f"{per_mcp_call - bare:+.2f} ms over the bare SDK call"
+    )
     if args.concurrent:
         seconds = concurrent_http(args.concurrent)
         calls = args.concurrent * CALLS_PER_TASK

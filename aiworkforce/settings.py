@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "approvals",
     "anymail",
     "mailboxes",
+    "dashboard",
+    "office",
 ]
 
 MIDDLEWARE = [
@@ -166,7 +168,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "employees:directory"
+LOGIN_REDIRECT_URL = "dashboard:home"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env_choice(

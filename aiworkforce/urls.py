@@ -2,7 +2,6 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from aiworkforce.views import admin_login, healthz
 
@@ -14,7 +13,8 @@ admin.site.index_title = "Run the workforce"
 admin.site.login = admin_login
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="employees:directory", permanent=False)),
+    path("", include("dashboard.urls")),
+    path("office/", include("office.urls")),
     path("healthz", healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -25,7 +25,7 @@ def _log_in(client, user):
 def test_password_login_lands_on_the_directory(client):
     user = UserFactory()
     response = _log_in(client, user)
-    assert response.status_code == 302 and response["Location"] == reverse("employees:directory")
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard:home")
     assert client.get(reverse("employees:directory")).status_code == 200
 
 

@@ -5,4 +5,5 @@ from dashboard import views
 app_name = "dashboard"
 urlpatterns = [
     path("", views.dashboard, name="home"),
+    path("kpis/", views.kpis_hx, name="kpis_hx"),
 ]

@@ -13,3 +13,9 @@ from aiworkforce.http import HtmxHttpRequest
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     """Placeholder until the dashboard lands."""
     return render(request, "dashboard/dashboard.html", {})
+
+
+@require_GET
+def kpis_hx(request: HtmxHttpRequest) -> HttpResponse:
+    """The KPI cards alone (?period=today|7d|30d&team=ID&employee=HANDLE), for other pages to embed."""
+    return HttpResponse("")

@@ -160,6 +160,9 @@ class Employee(models.Model):
     status = models.CharField(
         max_length=12, choices=EmployeeStatus.choices, default=EmployeeStatus.DRAFT, db_index=True
     )
+    # Why it is in this status, in words a manager reads (a pause's reason, a rule's figures).
+    status_reason = models.CharField(max_length=500, blank=True, editable=False)
+    status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     hired_at = models.DateTimeField(null=True, blank=True)
     offboarded_at = models.DateTimeField(null=True, blank=True)
     # Working hours: always on, or the WorkingWindow rows in this time zone.

@@ -126,7 +126,11 @@ def employee_transition(*, employee: Employee, to: str, actor: Actor, reason: st
     if to == EmployeeStatus.OFFBOARDED:
         extra["offboarded_at"] = now
     updated = Employee.objects.filter(pk=employee.pk, status=current).update(
-        status=to, updated_at=now, **extra
+        status=to,
+        updated_at=now,
+        status_reason=reason[:500],
+        status_changed_at=now,
+        **extra,
     )
     if updated != 1:
         employee.refresh_from_db()

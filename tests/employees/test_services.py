@@ -26,6 +26,15 @@ def test_activation_sets_hired_at_once_and_is_audited(system_actor):
     assert paused.data == {"from": "active", "to": "paused", "reason": "holiday"}
 
 
+def test_a_pause_keeps_its_reason_until_the_next_change(system_actor):
+    employee = EmployeeFactory(status=EmployeeStatus.ACTIVE)
+    services.employee_pause(employee=employee, actor=system_actor, reason="spend spike: $4 in 1 h")
+    assert employee.status_reason == "spend spike: $4 in 1 h"
+    assert employee.status_changed_at is not None
+    services.employee_activate(employee=employee, actor=system_actor)
+    assert employee.status_reason == ""
+
+
 def test_offboarding_stops_duties_keeps_history_and_is_final(system_actor):
     employee = EmployeeFactory()
     services.duty_save(

@@ -46,6 +46,41 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+
+def _site_url() -> str:
+    """SITE_URL, the product's public address for absolute links in mail (read outside the
+    product): scheme and host (and port) only. Unset: the first CSRF trusted origin, else the
+    first named allowed host over https, else the development server."""
+    from urllib.parse import urlsplit
+
+    named = [h for h in ALLOWED_HOSTS if h != "*" and not h.startswith(".")]
+    origins = [o for o in CSRF_TRUSTED_ORIGINS if "*" not in o]
+    fallback = origins[0] if origins else f"https://{named[0]}" if named and not DEBUG else ""
+    value = env_str("SITE_URL") or fallback or "http://localhost:8000"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a malformed port raises ValueError
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in value)
+    ):
+        raise ImproperlyConfigured(
+            "SITE_URL must be the product's address, an http(s) URL with a host and nothing "
+            f"after it, like https://workforce.example.com; got {value!r}."
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+SITE_URL = _site_url()
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -68,6 +103,8 @@ INSTALLED_APPS = [
     "mailboxes",
     "dashboard",
     "office",
+    "anomalies",
+    "evaluations",
 ]
 
 MIDDLEWARE = [

@@ -15,6 +15,8 @@ admin.site.login = admin_login
 urlpatterns = [
     path("", include("dashboard.urls")),
     path("office/", include("office.urls")),
+    path("evaluations/", include("evaluations.urls")),
+    path("anomalies/", include("anomalies.urls")),
     path("healthz", healthz, name="healthz"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

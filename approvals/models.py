@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 from tasks.tools import Risk
 
@@ -53,11 +55,39 @@ class ApprovalRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # The inbox search (approvals.selectors.pending_ids_matching): `icontains` is
+            # UPPER(col) LIKE UPPER('%q%'), which a trigram index on UPPER(col) serves. Only
+            # pending rows are searched, so decided history never grows these indexes.
+            GinIndex(
+                OpClass(Upper("reason"), name="gin_trgm_ops"),
+                name="approval_pending_reason_trgm",
+                condition=models.Q(status="pending"),
+            ),
+            GinIndex(
+                OpClass(Upper("tool_name"), name="gin_trgm_ops"),
+                name="approval_pending_tool_trgm",
+                condition=models.Q(status="pending"),
+            ),
+        ]
 
     def __str__(self) -> str:
         what = self.tool_name if self.kind == ApprovalKind.TOOL_CALL else "budget raise"
         return f"{what} for task #{self.task_id} ({self.get_status_display()})"
+
+    @property
+    def sent_arguments(self) -> dict:
+        """What runs (or ran): the person's edit when there is one, else the proposal."""
+        return self.arguments if self.approved_arguments is None else self.approved_arguments
+
+    @property
+    def edited_fields(self) -> list[str]:
+        """The arguments a person changed before approving, in the proposal's order."""
+        if self.approved_arguments is None:
+            return []
+        before, after = self.arguments or {}, self.approved_arguments
+        return [key for key in {**before, **after} if before.get(key) != after.get(key)]
 
 
 class EscalationStatus(models.TextChoices):

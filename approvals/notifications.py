@@ -6,18 +6,24 @@ import json
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from aiworkforce.audit import redact
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus, NotificationMode
 from employees.models import TeamRole
 
-INBOX_PATH = "/inbox/"
 SUBJECT_PREFIX = "[AI Workforce]"
 NOTIFIED_ROLES = (TeamRole.APPROVER, TeamRole.MANAGER)
 _BODY_CHARS = 2000
+
+
+def absolute_url(path: str) -> str:
+    """A link for a mail: read outside the product, so with SITE_URL's scheme and host."""
+    return settings.SITE_URL + path
 
 
 def _with_mode(users: QuerySet, mode: str) -> QuerySet:
@@ -142,11 +148,12 @@ def approval_email(approval: ApprovalRequest) -> tuple[str, str]:
         "Proposed:",
         *("  " + line for line in describe_action(approval)),
         "",
-        f"Why: {approval.reason or '(no reason given)'}",
+        *([f"Why: {approval.reason}"] if approval.reason.strip() else []),
         f"Risk: {approval.get_risk_display()}",
         f"Decide by: {_deadline(approval)}",
         "",
-        f"Approve or reject it in your inbox: {INBOX_PATH}",
+        "Approve or reject it in your inbox: "
+        + absolute_url(f"{reverse('approvals:inbox')}#approval-{approval.pk}"),
     ]
     return subject, "\n".join(lines) + "\n"
 
@@ -163,9 +170,11 @@ def digest_email(approvals: Iterable[ApprovalRequest]) -> tuple[str, str]:
             f"Request #{approval.pk}: {_headline(approval)} (task #{approval.task_id}, "
             f"{approval.get_risk_display()} risk)",
             *("    " + line for line in describe_action(approval)),
-            f"    Why: {approval.reason or '(no reason given)'}",
+            *([f"    Why: {approval.reason}"] if approval.reason.strip() else []),
             f"    Decide by: {_deadline(approval)}",
             "",
         ]
-    lines.append(f"Approve or reject them in your inbox: {INBOX_PATH}")
+    lines.append(
+        f"Approve or reject them in your inbox: {absolute_url(reverse('approvals:inbox'))}"
+    )
     return subject, "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from django.http import Http404
 
 from approvals.models import ApprovalRequest, ApprovalStatus, Escalation, EscalationStatus
 from employees.models import Employee, Team, TeamMembership, TeamRole
+from tasks.models import Task
 
 DECIDING_ROLES = (TeamRole.MANAGER, TeamRole.APPROVER)
 
@@ -57,14 +58,55 @@ def approvals_pending_for(
     if kind:
         qs = qs.filter(kind=kind)
     if query:
-        qs = qs.filter(
-            Q(tool_name__icontains=query)
-            | Q(reason__icontains=query)
-            | Q(task__title__icontains=query)
-            | Q(employee__name__icontains=query)
-            | Q(employee__handle__icontains=query.lstrip("@"))
-        )
+        qs = _searched(qs, query)
     return qs.order_by("-created_at", "-id")
+
+
+# A search matching at most this many pending requests fetches them by id (one index lookup
+# each); a broader one tests every pending row against the matching id sets instead.
+SEARCH_BY_ID_AT_MOST = 1000
+
+
+def _searched(qs: QuerySet[ApprovalRequest], query: str) -> QuerySet[ApprovalRequest]:
+    """The requests of `qs` whose action, reason, task title or employee contain `query`.
+
+    The matching ids are fetched first, a cheap query, so a narrow search reads only its own
+    rows; a broad one tests each row walking the newest-first index, a page stopping after 25.
+    """
+    found = set(pending_ids_matching(query)[: SEARCH_BY_ID_AT_MOST + 1])
+    if len(found) <= SEARCH_BY_ID_AT_MOST:
+        return qs.filter(pk__in=found)
+    own, tasks, employees = _matches(query)
+    return qs.filter(Q(pk__in=own.values("pk")) | Q(task__in=tasks) | Q(employee__in=employees))
+
+
+def _matches(query: str) -> tuple[QuerySet, QuerySet, QuerySet]:
+    """What contains `query`, each from its own index: pending requests by reason or tool name
+    and task titles (trigram indexes on UPPER(col) with gin_trgm_ops, which serve `icontains`,
+    UPPER(col) LIKE), employees by name or handle (a few rows). One OR of the joined columns
+    would instead test the text of every pending row after the joins."""
+    own = ApprovalRequest.objects.filter(
+        Q(tool_name__icontains=query) | Q(reason__icontains=query),
+        status=ApprovalStatus.PENDING,  # the trigram indexes hold the pending rows only
+    )
+    tasks = Task.objects.filter(title__icontains=query).values("pk")
+    employees = Employee.objects.filter(
+        Q(name__icontains=query) | Q(handle__icontains=query.lstrip("@"))
+    ).values("pk")
+    return own, tasks, employees
+
+
+def pending_ids_matching(query: str) -> QuerySet:
+    """The ids of pending requests (of any team) matching `query`, possibly repeated: a UNION
+    ALL, without de-duplication, so a LIMIT stops each branch early."""
+    own, tasks, employees = _matches(query)
+    pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
+    branches = [  # unordered: a sort would read every match before the LIMIT
+        own.order_by().values_list("pk", flat=True),
+        pending.filter(task__in=tasks).order_by().values_list("pk", flat=True),
+        pending.filter(employee__in=employees).order_by().values_list("pk", flat=True),
+    ]
+    return branches[0].union(*branches[1:], all=True).order_by()
 
 
 def approval_for_user(user, pk: int) -> ApprovalRequest:
@@ -106,9 +148,14 @@ def escalation_for_user(user, pk: int) -> Escalation:
     return escalation
 
 
+def desk_counts(user) -> dict[str, int]:
+    """What waits for the person: pending approvals and open escalations, counted apart."""
+    return {
+        "approvals": approvals_for(user).filter(status=ApprovalStatus.PENDING).count(),
+        "escalations": escalations_open_for(user).count(),
+    }
+
+
 def pending_count_for(user) -> int:
     """For the navigation badge: pending approvals plus open escalations."""
-    return (
-        approvals_for(user).filter(status=ApprovalStatus.PENDING).count()
-        + escalations_open_for(user).count()
-    )
+    return sum(desk_counts(user).values())

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 from django.views.decorators.http import require_GET, require_POST
 
 from aiworkforce.http import HtmxHttpRequest
@@ -32,12 +35,83 @@ def _client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def _filters(request: HtmxHttpRequest, params: QueryDict) -> tuple[InboxFilterForm, dict, list]:
+    """The inbox's filter form, its valid filters (none when invalid), the person's teams."""
+    teams = list(selectors.teams_deciding_for(request.user))
+    employees = list(selectors.employees_deciding_for(request.user).only("pk", "name"))
+    form = InboxFilterForm(params or None, teams=teams, employees=employees)
+    return form, (form.cleaned_data if form.is_valid() else {}), teams
+
+
+def _pending(request: HtmxHttpRequest, filters: dict):
+    return selectors.approvals_pending_for(
+        request.user,
+        team=filters.get("team"),
+        employee=filters.get("employee"),
+        risk=filters.get("risk", ""),
+        kind=filters.get("kind", ""),
+        query=(filters.get("q") or "").strip(),
+    )
+
+
+def _desk_page(request: HtmxHttpRequest) -> str:
+    """The desk page the htmx request comes from: "inbox", "escalations", or "" (elsewhere)."""
+    path = urlsplit(request.htmx.current_url_abs_path or "").path
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return ""
+    return match.url_name if match.url_name in ("inbox", "escalations") else ""
+
+
+def _narrowed(filters: dict) -> bool:
+    return any(filters.get(name) for name in ("team", "employee", "risk", "kind", "q"))
+
+
+def _desk(request: HtmxHttpRequest, *, pending: int | None = None) -> dict[str, int]:
+    """The desk's counts; `pending`, when the caller counted all pending requests already."""
+    if pending is None:
+        return selectors.desk_counts(request.user)
+    return {
+        "approvals": pending,
+        "escalations": selectors.escalations_open_for(request.user).count(),
+    }
+
+
+def _with_counts(
+    request: HtmxHttpRequest,
+    response: HttpResponse,
+    *,
+    list_count: bool = True,
+    pending: int | None = None,
+) -> HttpResponse:
+    """Append the counters a decision changes, swapped out of band (STYLE rule 13): the
+    navigation badge, and where the person decided, the desk's counts and the list's."""
+    if not request.htmx:
+        return response
+    desk = _desk(request, pending=pending)
+    page = _desk_page(request)
+    context = {"oob": True, "desk": desk, "desk_page": page, "inbox_count": sum(desk.values())}
+    parts = [render_to_string("base.html#inbox-badge", context, request)]
+    if page:
+        parts.append(render_to_string("approvals/_desk_counts.html", context, request))
+    if page == "inbox" and list_count:
+        _, filters, _ = _filters(request, _filters_only(request.POST))
+        narrowed = _narrowed(filters)
+        context["list_count"] = (
+            _pending(request, filters).count() if narrowed else desk["approvals"]
+        )
+        parts.append(render_to_string("approvals/inbox.html#list-count", context, request))
+    response.write("".join(parts))
+    return response
+
+
 def _row(
     request, approval, *, error: str = "", editing: bool = False, form=None, arguments_text=None
 ) -> HttpResponse:
     if editing and arguments_text is None:
         arguments_text = json.dumps(approval.arguments, indent=2, ensure_ascii=False)
-    return render(
+    response = render(
         request,
         "approvals/inbox.html#approval-row",
         {
@@ -48,6 +122,8 @@ def _row(
             "arguments_text": arguments_text,
         },
     )
+    # A decision (or finding someone else's) changes the counts; opening the editor does not.
+    return response if request.method == "GET" else _with_counts(request, response)
 
 
 @require_GET
@@ -57,32 +133,36 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _inbox_response(request: HtmxHttpRequest, params: QueryDict) -> HttpResponse:
-    teams = list(selectors.teams_deciding_for(request.user))
-    employees = list(selectors.employees_deciding_for(request.user).only("pk", "name"))
-    form = InboxFilterForm(params or None, teams=teams, employees=employees)
-    filters = form.cleaned_data if form.is_valid() else {}
-    pending = selectors.approvals_pending_for(
-        request.user,
-        team=filters.get("team"),
-        employee=filters.get("employee"),
-        risk=filters.get("risk", ""),
-        kind=filters.get("kind", ""),
-        query=(filters.get("q") or "").strip(),
-    )
-    page = Paginator(pending, PAGE_SIZE).get_page(params.get("page"))
+    form, filters, teams = _filters(request, params)
+    page = Paginator(_pending(request, filters), PAGE_SIZE).get_page(params.get("page"))
+    narrowed = _narrowed(filters)
     context = {
         "form": form,
         "page": page,
+        "list_count": page.paginator.count,
         "can_decide": bool(teams),
-        "filtered": any(filters.get(name) for name in ("team", "employee", "risk", "kind", "q")),
+        "filtered": narrowed,
         "query_string": _filters_only(params).urlencode(),
+    }
+    # Unfiltered, the list's count is the desk's: counted once.
+    pending = None if narrowed else page.paginator.count
+    if request.htmx and not request.htmx.boosted:
+        # The list (filtered, polled, or after a bulk decision), with the counts beside it when
+        # they come free (unfiltered) or changed (a decision); a search keystroke does not pay
+        # for counting every pending request again (the badge polls by itself).
+        response = render(request, "approvals/inbox.html#inbox-list", context)
+        if narrowed and request.method == "GET":
+            return response
+        return _with_counts(request, response, list_count=False, pending=pending)
+    desk = _desk(request, pending=pending)
+    context |= {
+        "desk": desk,
+        "desk_page": "inbox",
+        "inbox_count": sum(desk.values()),
         "notification_mode": _notification_mode(request.user),
         "notification_modes": _modes(),
     }
-    template = "approvals/inbox.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#inbox-list"
-    return render(request, template, context)
+    return render(request, "approvals/inbox.html", context)
 
 
 @require_GET
@@ -260,7 +340,14 @@ def _modes():
 def escalations(request: HtmxHttpRequest) -> HttpResponse:
     """The escalation desk: decisions the employees handed to people."""
     open_escalations = selectors.escalations_open_for(request.user)[:100]
-    return render(request, "approvals/escalations.html", {"escalations": open_escalations})
+    desk = selectors.desk_counts(request.user)
+    context = {
+        "escalations": open_escalations,
+        "desk": desk,
+        "desk_page": "escalations",
+        "inbox_count": sum(desk.values()),
+    }
+    return render(request, "approvals/escalations.html", context)
 
 
 @require_POST
@@ -278,6 +365,7 @@ def escalation_answer_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         )
     except (ValidationError, DecisionConflict) as exc:
         error = " ".join(getattr(exc, "messages", [str(exc)]))
-    return render(
+    response = render(
         request, "approvals/escalations.html#escalation", {"escalation": escalation, "error": error}
     )
+    return _with_counts(request, response)

@@ -11,9 +11,10 @@ from django.db import models, transaction
 from django.db.models import Count
 from django.utils.html import format_html, format_html_join
 
+from aiworkforce.admin_json import JSON_EDITOR
 from aiworkforce.admin_mixins import ReadOnlyAdminMixin
 from aiworkforce.audit import Actor
-from aiworkforce.storable import storable_problem, validate_storable
+from aiworkforce.schema_messages import schema_in_words
 from employees import services
 from employees.models import (
     BriefVersion,
@@ -29,46 +30,13 @@ from employees.models import (
 )
 from employees.validators import validate_working_windows
 from tasks.mcp.services import definition_diff, grant_reapprove, mcp_tool_definition
-from tasks.tools import all_tools
+from tasks.tools import UnknownToolError, all_tools, get_tool
 
-
-class PrettyJSONField(forms.JSONField):
-    """JSON shown indented, so an SOP or a scope can be read and edited by a person.
-
-    JSON escapes that decode to what PostgreSQL cannot store ("\\u0000", a lone "\\ud800") and
-    nesting too deep to parse are refused with a message instead of failing as a 500.
-    """
-
-    def to_python(self, value):
-        try:
-            converted = super().to_python(value)
-        except RecursionError:
-            raise ValidationError(
-                "This JSON is nested too deeply to read.", code="invalid"
-            ) from None
-        validate_storable(converted, what="This JSON")
-        return converted
-
-    def bound_data(self, data, initial):
-        try:
-            value = super().bound_data(data, initial)
-        except RecursionError:
-            return forms.fields.InvalidJSONInput(data)
-        # Shown again as typed: re-encoding it would put a lone surrogate into the page.
-        return forms.fields.InvalidJSONInput(data) if storable_problem(value) else value
-
-    def prepare_value(self, value):
-        if isinstance(value, forms.fields.InvalidJSONInput):
-            return value
-        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
-
-
-JSON_EDITOR = {
-    models.JSONField: {
-        "form_class": PrettyJSONField,
-        "widget": forms.Textarea(attrs={"rows": 10, "cols": 80, "style": "font-family: monospace"}),
-    }
+# Room for a paragraph, not a page: the brief's fields sit one under the other.
+SHORT_TEXT = {
+    models.TextField: {"widget": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"})}
 }
+EDITORS = {**JSON_EDITOR, **SHORT_TEXT}
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -90,6 +58,8 @@ class TeamAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     list_select_related = ["parent"]
     inlines = [TeamMembershipInline]
+    # The counts group the rows, which drops the model's ordering: the autocomplete pages them.
+    ordering = ["name"]
 
     def save_model(self, request, obj, form, change) -> None:
         services.team_save(team=obj, actor=_actor(request))
@@ -168,18 +138,45 @@ def grant_suspension(grant: ToolGrant) -> str:
     )
 
 
-class ToolGrantInline(admin.TabularInline):
+@admin.display(description="The scope takes")
+def grant_scope_fields(grant: ToolGrant):
+    """The fields of this tool's scope, in words, next to the JSON that sets them."""
+    try:
+        lines = schema_in_words(get_tool(grant.tool_name).scope_schema)
+    except UnknownToolError:
+        return ""
+    if not lines:
+        return "Nothing: leave the scope as {}."
+    return format_html_join("", "{}<br>", ((line,) for line in lines))
+
+
+class ToolGrantInline(admin.StackedInline):
+    """Stacked: a scope's JSON needs a column of its own, which a table row cannot give it."""
+
     model = ToolGrant
     form = ToolGrantForm
     extra = 0
+    classes = ["collapse"]
     formfield_overrides = JSON_EDITOR
-    readonly_fields = [grant_suspension]
+    fields = [("tool_name", "policy", "suspension"), ("scope", "scope_fields")]
+    readonly_fields = ["scope_fields", "suspension"]
+
+    # Named on the inline: a `fields` layout refers to read-only columns by name.
+    @admin.display(description="The scope takes")
+    def scope_fields(self, grant: ToolGrant):
+        return grant_scope_fields(grant)
+
+    @admin.display(description="Suspended")
+    def suspension(self, grant: ToolGrant):
+        return grant_suspension(grant) or ("No" if grant.pk else "")
 
 
-class DutyInline(admin.TabularInline):
+class DutyInline(admin.StackedInline):
     model = Duty
     extra = 0
-    fields = ["name", "cron", "timezone", "instructions", "enabled", "last_slot_at"]
+    classes = ["collapse"]
+    formfield_overrides = SHORT_TEXT
+    fields = [("name", "enabled"), ("cron", "timezone", "last_slot_at"), "instructions"]
     readonly_fields = ["last_slot_at"]
 
 
@@ -207,12 +204,14 @@ class WorkingWindowInline(admin.TabularInline):
     model = WorkingWindow
     formset = WorkingWindowFormSet
     extra = 0
+    classes = ["collapse"]
 
 
 class BriefVersionInline(admin.TabularInline):
     model = BriefVersion
     extra = 0
     can_delete = False
+    classes = ["collapse"]
     fields = ["number", "created_at", "author", "note", "brief_text"]
     readonly_fields = fields
     verbose_name_plural = "Brief history (read-only)"
@@ -245,42 +244,93 @@ class EmployeeAdmin(admin.ModelAdmin):
     readonly_fields = [
         "agent_id",
         "status",
+        "status_reason",
         "hired_at",
         "offboarded_at",
         "created_at",
         "updated_at",
     ]
     actions = ["activate", "pause", "offboard"]
-    formfield_overrides = JSON_EDITOR
+    formfield_overrides = EDITORS
     inlines = [ToolGrantInline, DutyInline, WorkingWindowInline, BriefVersionInline]
+    # What is read every time stays open; long or rarely changed groups are collapsed (a group
+    # with an error opens by itself). Short fields share a row, so the page fits 1,280 px.
     fieldsets = [
         (
             "Identity",
-            {"fields": ["name", "handle", "agent_id", "avatar_colour", "team", "manager"]},
+            {
+                "fields": [
+                    ("name", "handle", "avatar_colour"),
+                    ("team", "manager"),
+                    ("role_title", "status"),
+                    "job_description",
+                ]
+            },
         ),
-        ("Role", {"fields": ["role_title", "job_description"]}),
         (
             "Organisation",
             {
-                "fields": ["reports_to", "is_manager"],
+                "fields": [("reports_to", "is_manager")],
+                "classes": ["collapse"],
                 "description": "Who may delegate to whom: the same team, the reporting line, a "
                 "delegate grant's allow-list, and other teams' manager employees.",
             },
         ),
         (
             "Brief",
-            {"fields": ["goals", "tone", "constraints", "success_criteria", "escalation_rules"]},
+            {
+                "fields": ["goals", "tone", "constraints", "success_criteria", "escalation_rules"],
+                "classes": ["collapse"],
+                "description": "Every saved change becomes a new version (Brief history, below).",
+            },
         ),
-        ("Standard operating procedure", {"fields": ["sop"]}),
-        ("Model", {"fields": ["model_name", "model_base_url", "temperature", "context_window"]}),
-        ("Working hours", {"fields": ["always_on", "timezone"]}),
-        ("Budgets", {"fields": ["max_tokens_per_turn", "max_cost_per_task", "max_cost_per_day"]}),
-        ("Memory", {"fields": ["memory_retention_days"]}),
+        (
+            "Standard operating procedure",
+            {
+                "fields": ["sop"],
+                "classes": ["collapse"],
+                "description": "A JSON list of steps. A mistake is shown with its line and "
+                "column; the profile page shows the steps as text.",
+            },
+        ),
+        (
+            "Model",
+            {
+                "fields": [("model_name", "temperature"), "model_base_url", "context_window"],
+                "classes": ["collapse"],
+                "description": "Blank: the deployment's model settings.",
+            },
+        ),
+        (
+            "Working hours",
+            {
+                "fields": [("always_on", "timezone")],
+                "description": "Unless always on, it works in the windows listed under Working "
+                "windows, below, in this time zone.",
+            },
+        ),
+        (
+            "Budgets",
+            {"fields": [("max_cost_per_task", "max_cost_per_day", "max_tokens_per_turn")]},
+        ),
+        ("Memory", {"fields": ["memory_retention_days"], "classes": ["collapse"]}),
         (
             "Lifecycle",
-            {"fields": ["status", "hired_at", "offboarded_at", "created_at", "updated_at"]},
+            {
+                "fields": [
+                    "status_reason",
+                    ("hired_at", "offboarded_at"),
+                    ("created_at", "updated_at"),
+                    "agent_id",
+                ],
+                "classes": ["collapse"],
+            },
         ),
     ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        labels = {"sop": "Steps", "memory_retention_days": "Days to keep memories"}
+        return super().get_form(request, obj, change=change, labels=labels, **kwargs)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Offboard instead: it stops the work and keeps the history.
@@ -370,7 +420,7 @@ class ToolGrantAdmin(admin.ModelAdmin):
 
     list_display = ["employee", "tool_name", "policy", "suspended_at"]
     list_filter = [("suspended_at", admin.EmptyFieldListFilter), "policy", "tool_name"]
-    readonly_fields = [grant_suspension]
+    readonly_fields = [grant_scope_fields, grant_suspension]
     actions = ["reapprove"]
     list_select_related = ["employee"]
     autocomplete_fields = ["employee"]

@@ -12,6 +12,8 @@ import jsonschema
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
+from aiworkforce.schema_messages import first_error, path_text, problem_text
+
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -95,19 +97,27 @@ SOP_SCHEMA = {
 }
 
 
+_SOP_VALIDATOR = jsonschema.Draft202012Validator(SOP_SCHEMA)
+
+
+def _sop_where(path: list) -> str:
+    """[1, "tool", "name"] -> "SOP step 2, tool.name"; [] -> "SOP" (the list itself)."""
+    if not path:
+        return "SOP"
+    inside = path_text(path[1:])
+    return f"SOP step {path[0] + 1}" + (f", {inside}" if inside else "")
+
+
 def validate_sop(steps: Any) -> None:
     """An SOP is an ordered list of {"text": ..., "tool": {"name": ..., "arguments": {...}}}."""
     from tasks.tools import UnknownToolError, get_tool
 
-    errors = sorted(
-        jsonschema.Draft202012Validator(SOP_SCHEMA).iter_errors(steps), key=lambda e: list(e.path)
-    )
-    if errors:
-        error = errors[0]
-        where = f"step {error.path[0] + 1}: " if error.path else ""
+    error = first_error(_SOP_VALIDATOR, steps)
+    if error is not None:
         raise ValidationError(
-            f"SOP {where}{error.message}. Each step needs a 'text' and may have a 'tool' hint "
-            'like {"name": "send_email", "arguments": {...}}.',
+            f"{_sop_where(list(error.path))}: {problem_text(error)}. Each step needs a 'text' "
+            "and may have a 'tool' hint like "
+            '{"name": "send_email", "arguments": {...}}.',
             code="sop_shape",
         )
     for number, step in enumerate(steps, start=1):

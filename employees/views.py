@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from aiworkforce.http import HtmxHttpRequest
 from employees.forms import DirectoryFilterForm, OrgChartFilterForm
+from employees.hiring.selectors import teams_managed_by
 from employees.selectors import employee_directory, org_chart, teams_visible_to
 
 
@@ -32,6 +33,8 @@ def directory(request: HtmxHttpRequest) -> HttpResponse:
     template = "employees/directory.html"
     if request.htmx and not request.htmx.boosted:
         template += "#employee-list"
+    else:
+        context["can_hire"] = teams_managed_by(request.user).exists()
     return render(request, template, context)
 
 

@@ -6,7 +6,7 @@ told yet. A mail held within the hour waits: the `held-mail-digest` schedule (ev
 minutes) sends the rest in one notice once the hour is over. A flood of held mail is one
 notice an hour per mailbox, never one per mail.
 
-The link is a path of the back office: the project has no setting for its public base URL.
+Each mail's link goes to its back-office page, absolute (SITE_URL), as mail is read elsewhere.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.notifications import SUBJECT_PREFIX
+from approvals.notifications import SUBJECT_PREFIX, absolute_url
 from employees.models import Employee
 from employees.selectors import managers_to_notify
 from mailboxes.models import InboundMail, InboundStatus, Mailbox
@@ -54,8 +54,8 @@ def _notice(mailbox: Mailbox, mails: list[InboundMail], count: int) -> tuple[str
         lines += [
             f"- From: {mail.sender or mail.sender_name or '(unknown)'}",
             f"  Subject: {mail.subject or '(none)'}",
-            f"  Why: {mail.reason}",
-            f"  {reverse('admin:mailboxes_inboundmail_change', args=[mail.pk])}",
+            *([f"  Why: {mail.reason}"] if mail.reason.strip() else []),
+            f"  {absolute_url(reverse('admin:mailboxes_inboundmail_change', args=[mail.pk]))}",
         ]
     if count > len(mails):
         lines += ["", f"... and {count - len(mails)} more."]

@@ -109,6 +109,8 @@ class McpServerAdmin(admin.ModelAdmin):
     list_display = ["name", "transport", "where", "tool_count", "last_checked_at", "last_error"]
     search_fields = ["name", "url", "command"]
     actions = ["list_tools"]
+    # The tool count groups the rows, which drops the model's ordering.
+    ordering = ["name"]
     shown = [
         "name",
         "transport",

@@ -6,8 +6,10 @@ import shlex
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 
 class TaskStatus(models.TextChoices):
@@ -130,6 +132,18 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["status", "priority", "created_at"], name="task_dispatch_idx"),
             models.Index(fields=["employee", "status"]),
+            # The tasks list's search (title or input icontains: UPPER(col) LIKE UPPER('%q%')).
+            GinIndex(OpClass(Upper("title"), name="gin_trgm_ops"), name="task_title_trgm"),
+            GinIndex(OpClass(Upper("input"), name="gin_trgm_ops"), name="task_input_trgm"),
+            # The tasks list's order, newest first: a common search word stops after a page.
+            models.Index(fields=["created_at", "id"], name="task_list_order_idx"),
+            # The dashboard's figures: each employee's tasks finished since a day, read from
+            # the index alone (dashboard/selectors.py).
+            models.Index(
+                fields=["employee", "finished_at"],
+                include=["status", "created_at", "cost", "id"],
+                name="task_employee_finished_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
-from approvals.notifications import SUBJECT_PREFIX
+from approvals.notifications import SUBJECT_PREFIX, absolute_url
 from employees.selectors import managers_to_notify
 from mailboxes.selectors import mail_from_address, mail_reply_headers
 from tasks.models import OutboxEmail, OutboxStatus, Task
@@ -290,7 +290,7 @@ def outbox_failure_email(email: OutboxEmail) -> tuple[str, str]:
         f"  Subject: {email.subject}",
         f"  Last error: {email.error or '(none recorded)'}",
         "",
-        f"The task page shows it: {reverse('tasks:detail', args=[task.pk])}",
+        f"The task page shows it: {absolute_url(reverse('tasks:detail', args=[task.pk]))}",
     ]
     return subject, "\n".join(lines) + "\n"
 

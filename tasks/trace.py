@@ -5,6 +5,17 @@ from __future__ import annotations
 import json
 
 from tasks.models import Step, StepKind
+from tasks.selectors import is_failed_step
+
+TOOL_STATUS_WORDS = {
+    "started": "started",
+    "ok": "done",
+    "error": "failed",
+    "unknown": "outcome unknown",
+    "refused": "refused",
+    "rejected": "not done",
+    "proposed": "proposed",
+}
 
 
 def _fitted(context: dict | None) -> str:
@@ -37,7 +48,7 @@ def describe_step(step: Step) -> str:
     if step.kind == StepKind.TOOL_CALL:
         result = payload.get("result") or {}
         summary = result.get("summary") or result.get("error") or ""
-        status = {"started": "started", "ok": "done"}.get(payload["status"], payload["status"])
+        status = TOOL_STATUS_WORDS.get(payload["status"], payload["status"])
         return f"{payload['name']} {status}{': ' + summary if summary else ''}"[:400]
     if step.kind == StepKind.APPROVAL_WAIT:
         if "budget" in payload:
@@ -59,3 +70,28 @@ def describe_step(step: Step) -> str:
     if step.kind == StepKind.ERROR:
         return f"Error: {payload.get('error', '')}"[:400]
     return json.dumps(payload)[:200]
+
+
+def trace_items(steps: list[Step], *, escalation_ids: set[int] = frozenset()) -> list[dict]:
+    """The task page's trace: each step in words, failed ones marked, the final answer's text.
+
+    An escalation shown in the page's Escalations section is referred to, not repeated.
+    """
+    items = []
+    for step in steps:
+        text, body = describe_step(step), ""
+        escalation = step.payload.get("escalation_id") if step.kind == StepKind.ESCALATION else None
+        if escalation in escalation_ids:
+            text = "Escalates to a person: the question and its answer are under Escalations above"
+        elif step.kind == StepKind.FINAL:
+            body = step.payload.get("result") or ""
+        items.append(
+            {
+                "step": step,
+                "text": text,
+                "body": body,
+                "failed": is_failed_step(step),
+                "escalation": escalation if escalation in escalation_ids else None,
+            }
+        )
+    return items

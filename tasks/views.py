@@ -7,53 +7,123 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models.functions import Length
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
+from django.utils.functional import cached_property
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
+from django_htmx.http import trigger_client_event
 
 from aiworkforce.http import HtmxHttpRequest
-from approvals.models import ApprovalRequest, Escalation
+from approvals.models import ApprovalRequest, ApprovalStatus, Escalation
+from approvals.selectors import approvals_for
+from employees.selectors import employees_visible_to, teams_visible_to
+from tasks.forms import TaskFilterForm
 from tasks.models import OutboxStatus, Task, TaskStatus
 from tasks.selectors import (
+    task_assigners,
     task_for_user,
+    task_is_live,
+    task_list_rows,
     task_memories,
-    task_requester_for,
     task_tree_for,
-    tasks_visible_to,
+    tasks_listed_for,
     tree_is_live,
+    working_hours_resume,
 )
-from tasks.trace import describe_step
+from tasks.trace import trace_items
+
+PAGE_SIZE = 50
+SEARCH_COUNT_CAP = 1000
+FILTER_NAMES = ("q", "employee", "team", "status", "source", "created_from", "created_to")
 
 
 @require_GET
 def task_list(request: HtmxHttpRequest) -> HttpResponse:
-    """Recent tasks of the person's teams, filterable by status."""
-    status = request.GET.get("status", "")
-    tasks = tasks_visible_to(request.user).order_by("-created_at")
-    if status in TaskStatus.values:
-        tasks = tasks.filter(status=status)
-    page = Paginator(tasks, 50).get_page(request.GET.get("page"))
+    """The tasks of the person's teams: search and filters swap the list, which keeps itself
+    up to date; delegated tasks are nested under the task that delegated them."""
+    form = TaskFilterForm(
+        request.GET or None,
+        teams=teams_visible_to(request.user).order_by("name"),
+        employees=employees_visible_to(request.user)
+        .select_related(None)
+        .only("pk", "name", "handle")
+        .order_by("name"),
+    )
+    filters = form.filters()
+    paginator_class = SearchPaginator if filters.query else Paginator
+    page = paginator_class(tasks_listed_for(request.user, filters), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "rows": task_list_rows(request.user, list(page.object_list), nested=not filters.narrowed),
+        "problems": form.problems() if form.is_bound else [],
+        "filtered": filters.narrowed,
+        "count_capped": filters.query and page.paginator.count > SEARCH_COUNT_CAP,
+        "count_cap": SEARCH_COUNT_CAP,
+        "query_string": _filters_only(request.GET).urlencode(),
+    }
     template = "tasks/task_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#task-rows"
-    return render(
-        request,
-        template,
-        {"page": page, "status": status, "statuses": TaskStatus.choices},
-    )
+    return render(request, template, context)
+
+
+class SearchPaginator(Paginator):
+    """Counts a search's matches up to SEARCH_COUNT_CAP + 1: a common word's are not all
+    counted (that would read every match; the first page reads 50 in the list's order)."""
+
+    @cached_property
+    def count(self) -> int:
+        # Any SEARCH_COUNT_CAP + 1 rows will do: no order, no per-row annotation to compute.
+        return self.object_list.order_by().values("pk")[: SEARCH_COUNT_CAP + 1].count()
+
+
+def _filters_only(params: QueryDict) -> QueryDict:
+    kept = QueryDict(mutable=True)
+    for name in FILTER_NAMES:
+        if params.get(name):
+            kept[name] = params[name]
+    return kept
 
 
 @require_GET
 def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """One task's trace; while it is not finished the trace refreshes itself."""
+    """One task's trace; it refreshes itself while the task is at work, not while it waits."""
     task = task_for_user(request.user, pk)
+    template = "tasks/task_detail.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#trace"
+    return render(request, template, _detail_context(request, task))
+
+
+def _detail_context(request: HtmxHttpRequest, task: Task) -> dict:
     all_steps = list(task.steps.order_by("seq"))
-    steps = [{"step": step, "text": describe_step(step)} for step in all_steps]
+    escalations = list(
+        Escalation.objects.filter(task=task).select_related("answered_by").order_by("pk")
+    )
+    approvals = list(
+        ApprovalRequest.objects.filter(task=task)
+        .select_related("employee__team", "task", "decided_by")
+        .order_by("pk")
+    )
+    # Pending requests the person may decide are shown as their inbox card, with its buttons.
+    decidable = set(
+        approvals_for(request.user)
+        .filter(task=task, status=ApprovalStatus.PENDING)
+        .values_list("pk", flat=True)
+    )
+    steps = trace_items(all_steps, escalation_ids={e.pk for e in escalations})
+    failed = [item for item in steps if item["failed"]]
     tree = task_tree_for(request.user, task)
     emails = list(task.emails.order_by("created_at", "pk"))
-    context = {
+    live = task_is_live(task)
+    return {
         "task": task,
+        "outcome": _outcome(task, failed),
+        "failed_steps": failed,
         "emails": emails,
         # Files that came with the mail the task was made from (none for other tasks).
         "attachments": list(
@@ -62,20 +132,26 @@ def task_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             .order_by("pk")
         ),
         "emails_failed": sum(email.status == OutboxStatus.FAILED for email in emails),
-        "requested_by": task_requester_for(request.user, task),
+        "assigned_by": task_assigners(request.user, [task])[task.pk],
         "tree": tree,
-        "tree_live": tree_is_live(tree) or not task.is_finished,
+        "tree_live": live or tree_is_live(tree),
         "steps": steps,
         **task_memories(task, all_steps),
-        "live": not task.is_finished,
-        "approvals": ApprovalRequest.objects.filter(task=task).select_related("decided_by"),
-        "escalations": Escalation.objects.filter(task=task).select_related("answered_by"),
+        "live": live,
+        "resumes": working_hours_resume(task) if task.status == TaskStatus.WAITING_HOURS else "",
+        "approvals": [
+            {"approval": approval, "decidable": approval.pk in decidable} for approval in approvals
+        ],
+        "escalations": escalations,
         "model_settings": _model_settings(task),
     }
-    template = "tasks/task_detail.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#trace"
-    return render(request, template, context)
+
+
+def _outcome(task: Task, failed: list[dict]) -> dict:
+    """The status as the page shows it: a done task with a failed step is not plain "Done"."""
+    if task.status == TaskStatus.DONE and failed:
+        return {"label": "Done with errors", "css": "done_with_errors"}
+    return {"label": task.get_status_display(), "css": task.status}
 
 
 @require_GET
@@ -115,11 +191,18 @@ def _without_credentials(url: str) -> str:
 
 @require_GET
 def task_tree_hx(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The linked requests of a task with their live status (polled while any is unfinished)."""
+    """The linked requests of a task with their live status (polled while any is at work).
+
+    The page says which status it shows (`shown`): when the task's own status has changed,
+    the trace (which does not poll while the task waits) is told to refresh.
+    """
     task = task_for_user(request.user, pk)
     tree = task_tree_for(request.user, task)
-    return render(
+    response = render(
         request,
         "tasks/task_detail.html#tree",
-        {"task": task, "tree": tree, "tree_live": tree_is_live(tree) or not task.is_finished},
+        {"task": task, "tree": tree, "tree_live": task_is_live(task) or tree_is_live(tree)},
     )
+    if request.GET.get("shown") not in (None, task.status):
+        trigger_client_event(response, "task-changed")
+    return response

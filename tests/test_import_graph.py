@@ -13,7 +13,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("aiworkforce", "employees", "tasks", "approvals", "mailboxes", "dashboard", "office")
+PACKAGES = (
+    "aiworkforce",
+    "employees",
+    "tasks",
+    "approvals",
+    "mailboxes",
+    "dashboard",
+    "office",
+    "anomalies",
+    "evaluations",
+)
 SKIPPED_DIRS = {"migrations", "tests", "benchmarks", "__pycache__"}
 MAX_LINES = 600
 

@@ -156,15 +156,29 @@ class OfflineEngine:
 
     def _summary(self, messages: list[dict]) -> str:
         outcomes = [m["content"] for m in messages if m["role"] == "tool"]
-        lines = [f"{OFFLINE_LABEL} Followed the standard operating procedure:"]
+        lines, failed = [], []
         outcome_iter = iter(outcomes)
         for number, (step, applies) in enumerate(zip(self.steps, self.applies, strict=True), 1):
             line = f"{number}. {step['text']}"
             if not applies:
                 line += f" (not needed: the task does not mention {' or '.join(step['when'])})"
             elif step.get("tool"):
-                line += f" ({step['tool']['name']}: {_describe(next(outcome_iter, ''))})"
+                outcome = next(outcome_iter, "")
+                if _error(outcome):
+                    failed.append(f"{number} ({step['tool']['name']})")
+                line += f" ({step['tool']['name']}: {_describe(outcome)})"
             lines.append(line)
+        # A failed call is never reported as success: the first line says so, for the task
+        # page and for whoever reads the result (a delegating colleague, a mail's sender).
+        if failed:
+            which = ", ".join(failed)
+            lines.insert(
+                0,
+                f"{OFFLINE_LABEL} The standard operating procedure was not completed: "
+                f"step{'' if len(failed) == 1 else 's'} {which} failed.",
+            )
+        else:
+            lines.insert(0, f"{OFFLINE_LABEL} Followed the standard operating procedure:")
         applied = [
             f"[m{lesson['id']}]"
             for hint in self.hints
@@ -196,6 +210,15 @@ def _delegated_report(tool_message: str) -> str:
     return f"- {who}, {data.get('status', '')}:\n{indented}"
 
 
+def _error(tool_message: str) -> str:
+    """The error a tool result reports (a failure, a refusal, a rejection), or ""."""
+    try:
+        data = json.loads(tool_message)
+    except ValueError:
+        return ""
+    return str(data.get("error") or "") if isinstance(data, dict) else ""
+
+
 def _describe(tool_message: str) -> str:
     try:
         data = json.loads(tool_message)
@@ -203,7 +226,7 @@ def _describe(tool_message: str) -> str:
         return tool_message[:200] or "no result"
     if isinstance(data, dict):
         if "error" in data:
-            return f"not done: {data['error']}"[:300]
+            return f"FAILED, not done: {data['error']}"[:300]
         if "summary" in data:
             return str(data["summary"])[:300]
     return json.dumps(data)[:200]

@@ -11,6 +11,8 @@ from typing import Any
 import jsonschema
 from django.db import models
 
+from aiworkforce.schema_messages import first_error, located_problem
+
 
 class Risk(models.TextChoices):
     LOW = "low", "Low"
@@ -144,10 +146,7 @@ def validate_arguments(tool: Tool, arguments: Any) -> str | None:
 def validate_scope(tool_name: str, scope: Any) -> None:
     """Raise ToolScopeError with a readable message when a scope does not fit the tool."""
     tool = get_tool(tool_name)
-    problem = _first_error(tool.scope_schema, scope)
-    if problem:
-        raise ToolScopeError(
-            f"Scope for {tool_name} {problem}"
-            if problem.startswith("at ")
-            else f"Scope for {tool_name}: {problem}"
-        )
+    error = first_error(_validator(json.dumps(tool.scope_schema, sort_keys=True)), scope)
+    if error is not None:
+        # In words and with its place: "Scope for send_email: scope.allowed_domains: ..."
+        raise ToolScopeError(f"Scope for {tool_name}: {located_problem(error, root='scope')}.")

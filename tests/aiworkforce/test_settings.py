@@ -145,3 +145,63 @@ def test_empty_var_dir_is_the_checkout_var_directory_not_the_current_one(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(BASE_DIR / "var")
+
+
+def _site_url(**env: str):
+    """SITE_URL as the settings read it from this environment (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    from tests.aiworkforce.helpers import BASE_DIR, clean_env
+
+    overrides = {"SITE_URL": "", "CSRF_TRUSTED_ORIGINS": "", "ALLOWED_HOSTS": "", **env}
+    return subprocess.run(
+        [sys.executable, "-c", "from aiworkforce import settings; print(settings.SITE_URL)"],
+        env=clean_env(PYTHONPATH=str(BASE_DIR), **overrides),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "workforce.example.com",  # no scheme
+        "ftp://workforce.example.com",
+        "https://",  # no host
+        "https://workforce.example.com/inbox/",  # a path
+        "https://workforce.example.com?next=/",
+        "https://workforce.example.com/#top",
+        "https://admin:secret@workforce.example.com",
+        "https://workforce.example.com:http",  # a port that is not a number
+        "https://work force.example.com",
+    ],
+)
+def test_a_malformed_site_url_stops_startup(value):
+    result = _site_url(SITE_URL=value)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert (
+        "SITE_URL must be the product's address" in result.stderr and repr(value) in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SITE_URL": "https://workforce.example.com/"}, "https://workforce.example.com"),
+        ({"SITE_URL": "http://10.0.0.5:8000"}, "http://10.0.0.5:8000"),
+        ({}, "http://localhost:8000"),  # development
+        (
+            {**PRODUCTION, "CSRF_TRUSTED_ORIGINS": "https://wf.example.com"},
+            "https://wf.example.com",
+        ),
+        ({**PRODUCTION, "CSRF_TRUSTED_ORIGINS": ""}, "https://workforce.example.com"),
+    ],
+)
+def test_site_url_is_the_setting_else_the_trusted_origin_else_the_allowed_host(env, expected):
+    result = _site_url(**env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected

@@ -114,7 +114,7 @@ def test_edit_then_approve_records_the_edit(client, teams, approver):
         {"to": "ann@example.com", "subject": "Your order (shipped)", "body": "It shipped today."},
         headers=HX,
     )
-    assert "Approved by dana" in response.text and "(edited)" in response.text
+    assert "Approved by dana" in response.text and "as edited" in response.text
     approval.refresh_from_db()
     assert approval.approved_arguments["subject"] == "Your order (shipped)"
     entry = AuditEntry.objects.get(action="approval.approved")
@@ -366,15 +366,19 @@ def test_an_expired_session_sends_htmx_requests_to_the_login_page(client):
     assert response.status_code == 204 and response["HX-Redirect"].startswith("/accounts/login/")
 
 
-def test_fragments_do_not_count_the_badge(client, teams, approver):
+def test_fragments_count_only_when_a_decision_changes_the_counts(client, teams, approver):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     approval = make_approval(teams["ava"])
     client.force_login(approver)
     with CaptureQueriesContext(connection) as fragment:
-        client.post(f"/inbox/{approval.pk}/approve/", headers=HX)
+        client.get(f"/inbox/{approval.pk}/edit/", headers=HX)
     assert not [q for q in fragment.captured_queries if "COUNT(" in q["sql"]]
+    with CaptureQueriesContext(connection) as decision:
+        client.post(f"/inbox/{approval.pk}/approve/", headers=HX)
+    # Once for the badge's two numbers (approvals, escalations), not the layout's lazy count too.
+    assert len([q for q in decision.captured_queries if "COUNT(" in q["sql"]]) == 2
     with CaptureQueriesContext(connection) as page:
         client.get("/employees/")
     assert [q for q in page.captured_queries if "COUNT(" in q["sql"]]  # a full page shows it

@@ -178,3 +178,28 @@ def test_the_digest_is_scheduled_hourly_once_by_name():
     migration = import_module("approvals.migrations.0003_register_digest_schedule")
     migration.register(django_apps, None)
     assert Schedule.objects.filter(name="approval-digest").count() == 1
+
+
+def test_links_in_the_emails_are_absolute_from_site_url(people, mailoutbox, settings):
+    settings.SITE_URL = "https://workforce.example.com"
+    approval = _request(people["ava"])
+    notify_new_approval(approval.pk)
+    link = f"https://workforce.example.com/inbox/#approval-{approval.pk}"
+    assert f"Approve or reject it in your inbox: {link}\n" in mailoutbox[0].body
+    assert send_digests() == 1
+    assert "in your inbox: https://workforce.example.com/inbox/\n" in mailoutbox[-1].body
+
+
+def test_a_request_without_a_reason_has_no_why_line(people, mailoutbox):
+    approval = approval_request_create(
+        task=_task(people["ava"]),
+        tool_name="send_email",
+        arguments=EMAIL,
+        risk="high",
+        reason="  ",
+        call_id="call_1",
+    )
+    notify_new_approval(approval.pk)
+    send_digests()
+    assert mailoutbox and all("Why:" not in message.body for message in mailoutbox)
+    assert "Risk: High" in mailoutbox[0].body

@@ -94,7 +94,8 @@ def test_approver_decides_and_the_tasks_resume_with_a_real_worker(page, live_ser
         row.get_by_role("button", name="Edit…").click()
         row.get_by_label("Subject").fill("About your case (edited)")
         row.get_by_role("button", name="Approve as edited").click()
-        expect(row).to_contain_text("(edited)")
+        expect(row.locator(".edited-badge")).to_have_text("Edited by dana")
+        expect(row.locator(".proposal").first).to_contain_text("About your case (edited)")
 
         # 3. reject with a reason, using the keyboard
         row = page.locator(f"#approval-{approvals[mine[2].pk].pk}")
@@ -188,11 +189,14 @@ def test_a_new_user_approves_the_demos_waiting_action_and_watches_the_task_finis
         # Open the task in a second tab, then approve in the inbox.
         task_page = page.context.new_page()
         task_page.goto(f"{live_server.url}/tasks/{waiting.pk}/")
-        expect(task_page.locator("[data-status]")).to_have_text("Waiting for approval")
+        expect(task_page.locator("span[data-status]")).to_have_text("Waiting for approval")
         task_page.evaluate("window.__noReload = true")
         row.get_by_role("button", name="Approve").click()
         expect(row).to_contain_text("Approved by newcomer")
-        expect(task_page.locator("[data-status]")).to_have_text("Done", timeout=15_000)
+        # A parked task's page does not poll; it refreshes when its tab is shown again.
+        task_page.bring_to_front()
+        task_page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        expect(task_page.locator("span[data-status]")).to_have_text("Done", timeout=15_000)
         expect(task_page.get_by_text("send_email done", exact=False)).to_be_visible()
         assert task_page.evaluate("window.__noReload") is True
     finally:
@@ -213,3 +217,113 @@ def test_new_requests_appear_in_an_open_inbox_without_a_reload(page, live_server
     expect(page.locator(f"#approval-{approval.pk}")).to_be_visible(timeout=12_000)
     expect(page.locator("#inbox-badge")).to_have_text("1", timeout=20_000)
     assert page.evaluate("window.__noReload") is True
+
+
+def _watch_console(page) -> list[str]:
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return problems
+
+
+def _open_escalation(employee):
+    from approvals.services import escalation_create
+
+    task, _ = task_create(employee=employee, title="Refund case", input="x", dispatch=False)
+    Task.objects.filter(pk=task.pk).update(status=TaskStatus.WAITING_ESCALATION)
+    return escalation_create(
+        task=task,
+        summary="Refund over the limit?",
+        evidence=["Order 7: $900"],
+        options=["Refund", "Decline"],
+        recommendation="Decline",
+    )
+
+
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1280, "height": 800}, {"width": 390, "height": 844}],
+    ids=["desktop", "phone"],
+)
+def test_decisions_update_the_card_the_counters_and_the_badge_without_a_reload(
+    browser, live_server, viewport
+):
+    from tests.approvals.conftest import make_approval
+
+    support = TeamFactory(name="Support")
+    ava = EmployeeFactory(name="Ava", handle="ava", team=support)
+    ToolGrantFactory(
+        employee=ava,
+        tool_name="send_email",
+        scope={"allowed_domains": ["example.com"]},
+        policy=ToolPolicy.NEEDS_APPROVAL,
+    )
+    first, edited, rejected = (make_approval(ava) for _ in range(3))
+    _open_escalation(ava)
+    MembershipFactory(team=support, user=UserFactory(username="dana"), role="approver")
+    phone = viewport["width"] < 400
+    context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    problems = _watch_console(page)
+    badge, counts = page.locator("#inbox-badge"), page.locator("#desk-counts")
+    try:
+        _log_in(page, live_server, "dana")
+        page.goto(f"{live_server.url}/inbox/")
+        expect(badge).to_have_text("4")
+        expect(counts.locator("[data-count=approvals]")).to_have_text("3")
+        expect(counts.locator("[data-count=escalations]")).to_have_text("1")
+        expect(page.locator("#inbox-list-count")).to_have_text("3")
+        page.evaluate("window.__noReload = true")
+
+        # Approve one as proposed: every counter follows at once.
+        row = page.locator(f"#approval-{first.pk}")
+        row.get_by_role("button", name="Approve").click()
+        expect(row).to_contain_text("Approved by dana")
+        expect(badge).to_have_text("3")
+        expect(counts.locator("[data-count=approvals]")).to_have_text("2")
+        expect(page.locator("#inbox-list-count")).to_have_text("2")
+
+        # Edit, then approve: the card shows what runs, marked as edited; the proposal folds away.
+        row = page.locator(f"#approval-{edited.pk}")
+        row.get_by_role("button", name="Edit…").click()
+        row.get_by_label("Subject").fill("Your order (edited by Dana)")
+        row.get_by_label("To").fill("bob@example.com")
+        row.get_by_role("button", name="Approve as edited").click()
+        expect(row).to_contain_text("Approved by dana")
+        expect(row.locator(".edited-badge")).to_have_text("Edited by dana")
+        shown = row.locator(".proposal").first
+        expect(shown).to_contain_text("Your order (edited by Dana)")
+        expect(shown).to_contain_text("bob@example.com")
+        expect(shown).not_to_contain_text("ann@example.com")
+        expect(row.locator(".as-proposed .proposal")).to_be_hidden()
+        row.get_by_text("As Ava proposed it").click()
+        expect(row.locator(".as-proposed .proposal")).to_contain_text("ann@example.com")
+        expect(badge).to_have_text("2")
+
+        # Reject the last with a reason.
+        row = page.locator(f"#approval-{rejected.pk}")
+        row.get_by_label(f"Reason to reject request {rejected.pk}").fill("Call them instead.")
+        row.get_by_role("button", name="Reject").click()
+        expect(row).to_contain_text("Rejected by dana")
+        expect(badge).to_have_text("1")
+        expect(counts.locator("[data-count=approvals]")).to_have_text("0")
+        assert page.evaluate("window.__noReload") is True
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        page.screenshot(path=f"test-artifacts/inbox-edited-{viewport['width']}.png", full_page=True)
+
+        # The escalation desk: its counters and the badge follow an answer, too.
+        counts.get_by_role("link", name="1 escalation open").click()
+        expect(page.get_by_role("heading", name="Escalation desk")).to_be_visible()
+        page.evaluate("window.__noReload = true")
+        page.get_by_role("button", name="Decline").click()
+        expect(page.locator(".escalation")).to_contain_text("Answered by dana")
+        expect(counts.locator("[data-count=escalations]")).to_have_text("0")
+        expect(badge).to_have_text("0")
+        expect(badge).to_be_hidden()  # a zero badge is not shown
+        assert page.evaluate("window.__noReload") is True
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        page.screenshot(path=f"test-artifacts/escalations-{viewport['width']}.png")
+    finally:
+        context.close()
+    assert problems == []

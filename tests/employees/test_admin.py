@@ -160,3 +160,59 @@ def test_audit_admin_is_read_only(admin_client):
 
 def test_admin_is_titled_for_the_product(admin_client):
     assert "AI Workforce back office" in admin_client.get(reverse("admin:index")).text
+
+
+def _fieldsets(response) -> dict[str, bool]:
+    """Fieldset name -> whether it starts collapsed."""
+    return {fieldset.name: fieldset.is_collapsible for fieldset in response.context["adminform"]}
+
+
+def test_employee_page_opens_on_what_is_read_every_time(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    ava = Employee.objects.get(handle="ava-support")
+    response = admin_client.get(reverse("admin:employees_employee_change", args=[ava.pk]))
+    assert _fieldsets(response) == {
+        "Identity": False,
+        "Organisation": True,
+        "Brief": True,
+        "Standard operating procedure": True,
+        "Model": True,
+        "Working hours": False,
+        "Budgets": False,
+        "Memory": True,
+        "Lifecycle": True,
+    }
+    inlines = response.context["inline_admin_formsets"]
+    assert [inline.opts.verbose_name_plural for inline in inlines] == [
+        "tool grants",
+        "duties",
+        "working windows",
+        "Brief history (read-only)",
+    ]
+    assert all(inline.is_collapsible for inline in inlines)
+
+
+def test_a_group_with_a_mistake_opens_by_itself(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    ava = Employee.objects.get(handle="ava-support")
+    url = reverse("admin:employees_employee_change", args=[ava.pk])
+    data = _change_form_data(admin_client.get(url))
+    data["sop"] = '[{"text": "Read it",}]'
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert _fieldsets(response)["Standard operating procedure"] is False
+    assert _fieldsets(response)["Brief"] is True
+    assert "Line 1, column 20: remove the comma before &#x27;}&#x27;" in response.text
+
+
+def test_a_grant_says_what_its_scope_takes(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    ava = Employee.objects.get(handle="ava-support")
+    page = admin_client.get(reverse("admin:employees_employee_change", args=[ava.pk])).text
+    assert "allowed_domains (required): a list of text, at least 1 entry" in page
+    grant = ava.tool_grants.get(tool_name="send_email")
+    page = admin_client.get(reverse("admin:employees_toolgrant_change", args=[grant.pk])).text
+    assert "allowed_domains (required): a list of text, at least 1 entry" in page
+    recall = ava.tool_grants.get(tool_name="recall")
+    page = admin_client.get(reverse("admin:employees_toolgrant_change", args=[recall.pk])).text
+    assert "Nothing: leave the scope as {}." in page

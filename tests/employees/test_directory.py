@@ -102,5 +102,14 @@ def test_directory_query_count_does_not_grow_with_employees(client, django_asser
     for _ in range(30):
         EmployeeFactory(team=team)
     client.force_login(UserFactory(is_superuser=True))
-    with django_assert_max_num_queries(6):
+    # 7: session, user, teams, employees, inbox badge, whether the person may hire, and one spare
+    with django_assert_max_num_queries(7):
         client.get(URL)
+
+
+def test_only_a_team_manager_is_offered_hiring(client, two_teams):
+    support, _ = two_teams
+    client.force_login(MembershipFactory(team=support, role="viewer").user)
+    assert "Hire an employee" not in client.get(URL).text
+    client.force_login(MembershipFactory(team=support, role="manager").user)
+    assert "Hire an employee" in client.get(URL).text

@@ -298,7 +298,10 @@ def test_service_refuses_scope_that_does_not_fit_the_tool(system_actor):
             ),
             actor=system_actor,
         )
-    assert "Scope for send_email at 'allowed_domains/0'" in _messages(exc.value)
+    assert (
+        'Scope for send_email: scope.allowed_domains[0]: "not a domain" is not in the expected form.'
+        in _messages(exc.value)
+    )
 
 
 def test_service_refuses_email_grant_without_domains(system_actor):
@@ -307,7 +310,7 @@ def test_service_refuses_email_grant_without_domains(system_actor):
         services.tool_grant_save(
             grant=ToolGrant(employee=employee, tool_name="send_email", scope={}), actor=system_actor
         )
-    assert "'allowed_domains' is a required property" in _messages(exc.value)
+    assert "Scope for send_email: 'allowed_domains' is required." in _messages(exc.value)
 
 
 def test_admin_refuses_grant_for_unknown_tool(admin_client):
@@ -333,7 +336,9 @@ def test_admin_refuses_scope_that_does_not_fit_the_tool(admin_client):
         },
     )
     assert response.status_code == 200
-    assert "Scope for http_request at &#x27;allowed_hosts&#x27;" in response.text
+    assert (
+        "Scope for http_request: scope.allowed_hosts: must have at least 1 entry." in response.text
+    )
 
 
 # --- SOP --------------------------------------------------------------------------------------
@@ -356,4 +361,130 @@ def test_service_refuses_sop_step_without_text(system_actor):
         services.employee_update(
             employee=employee, actor=system_actor, changes={"sop": [{"tool": None}]}
         )
-    assert "SOP step 1: 'text' is a required property" in _messages(exc.value)
+    assert "SOP step 1: 'text' is required." in _messages(exc.value)
+
+
+# --- messages in plain English, with where the problem is -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool_name", "scope", "message"),
+    [
+        (
+            "send_email",
+            {"allowed_domains": "example.com"},
+            'Scope for send_email: scope.allowed_domains: must be a list of text, not "example.com".',
+        ),
+        (
+            "send_email",
+            {"allowed_domains": []},
+            "scope.allowed_domains: must have at least 1 entry.",
+        ),
+        (
+            "send_email",
+            {"allowed_domains": ["example.com", "example.com"]},
+            "scope.allowed_domains: lists an entry twice; each entry must appear once.",
+        ),
+        (
+            "send_email",
+            {"allowed_domains": ["example.com"], "cc": True},
+            "Scope for send_email: 'cc' is not a known field; use allowed_domains.",
+        ),
+        (
+            "http_request",
+            {"allowed_hosts": ["api.example.com"], "allowed_methods": ["GOT"]},
+            'scope.allowed_methods[0]: "GOT" is not allowed; use one of "GET", "POST",',
+        ),
+        (
+            "http_request",
+            {"allowed_hosts": ["api.example.com"], "timeout_seconds": 500},
+            "scope.timeout_seconds: must be at most 120.",
+        ),
+        ("recall", {"top": 3}, "Scope for recall: takes no settings: leave it empty ({})."),
+        ("send_email", [], "Scope for send_email: must be an object ({...}), not []."),
+    ],
+)
+def test_scope_problems_are_said_in_words_with_their_place(tool_name, scope, message):
+    from tasks.tools import ToolScopeError, validate_scope
+
+    with pytest.raises(ToolScopeError) as exc:
+        validate_scope(tool_name, scope)
+    assert message in str(exc.value)
+    assert "property" not in str(exc.value) and "should be" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("sop", "message"),
+    [
+        (
+            [{"text": "Read it"}, {"text": "Look it up", "tool": {"arguments": {}}}],
+            "SOP step 2, tool: 'name' is required.",
+        ),
+        ([{"text": "Read it", "tool": {"name": ""}}], "SOP step 1, tool.name: must not be empty."),
+        (
+            [{"text": "Read it", "tool": "send_email"}],
+            'SOP step 1, tool: must be an object ({...}) or null, not "send_email".',
+        ),
+        (
+            [{"text": "Read it", "tools": []}],
+            "SOP step 1: 'tools' is not a known field; use text, tool, when.",
+        ),
+        ([{"text": "Read it", "when": "order"}], "SOP step 1, when: must be a list of text"),
+        ({"text": "Read it"}, "SOP: must be a list of objects"),
+    ],
+)
+def test_sop_problems_are_said_in_words_with_the_step(sop, message):
+    from employees.validators import validate_sop
+
+    with pytest.raises(ValidationError) as exc:
+        validate_sop(sop)
+    assert message in _messages(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[\n  {"text": "Read the ticket"\n   "tool": null}\n]',
+            "Line 3, column 4: expected &#x27;,&#x27; or &#x27;}&#x27; after a value.",
+        ),
+        (
+            '[{"text": "a"} {"text": "b"}]',
+            "Line 1, column 16: expected &#x27;,&#x27; or &#x27;]&#x27;",
+        ),
+        ('[{"text": "a"},]', "Line 1, column 15: remove the comma before &#x27;]&#x27;"),
+        ("[{'text': 'a'}]", "Line 1, column 3: JSON needs double quotes"),
+        ('[{"text": "a", "tool": None}]', "write null in lower case (None is Python, not JSON)"),
+        ('[{"text": "a"}', "the JSON ends too early: a closing &#x27;]&#x27; is missing"),
+        ('[{"text": "a}]', "this text is never closed"),
+    ],
+)
+def test_admin_says_where_a_json_mistake_is(admin_client, text, message):
+    team = TeamFactory()
+    response = admin_client.post(
+        reverse("admin:employees_employee_add"), _admin_employee_post(team, sop=text)
+    )
+    assert response.status_code == 200
+    assert message in response.text
+    assert "Enter a valid JSON" not in response.text
+    assert not Employee.objects.filter(handle="quinn").exists()
+
+
+def test_admin_names_the_step_of_a_schema_mistake(admin_client):
+    team = TeamFactory()
+    response = admin_client.post(
+        reverse("admin:employees_employee_add"),
+        _admin_employee_post(team, sop='[{"text": "Read it"}, {"tool": {"name": "recall"}}]'),
+    )
+    assert "SOP step 2: &#x27;text&#x27; is required." in response.text
+
+
+def test_admin_shows_json_indented_in_a_box_sized_to_it(admin_client, superuser):
+    employee = EmployeeFactory(
+        sop=[{"text": "Read it"}, {"text": "Answer", "tool": {"name": "send_email"}}]
+    )
+    response = admin_client.get(reverse("admin:employees_employee_change", args=[employee.pk]))
+    form = response.context["adminform"].form
+    assert form["sop"].value().startswith('[\n  {\n    "text": "Read it"')
+    html = str(form["sop"])
+    assert 'class="json-editor"' in html and 'rows="12"' in html  # its 11 lines, and one to type in

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from anymail.inbound import AnymailInboundMessage
+from django.conf import settings as django_settings
 from django.core import mail as django_mail
 from django.utils import timezone
 from django_q.models import Schedule
@@ -71,7 +72,8 @@ def test_a_flood_of_held_mail_is_one_notice_an_hour_per_mailbox(mailbox):
     assert notify_held_mail(first.pk).startswith("1 mail(s) told to 1")
     [notice] = django_mail.outbox
     assert notice.to == ["boss@acme.test"] and notice.extra_headers["Auto-Submitted"]
-    assert f"/admin/mailboxes/inboundmail/{first.pk}/change/" in notice.body
+    link = f"{django_settings.SITE_URL}/admin/mailboxes/inboundmail/{first.pk}/change/"
+    assert f"  {link}\n" in notice.body
 
     flood = [_receive(mailbox, "From: eve@spam.example", n=n) for n in range(2, 30)]
     for held in flood:
@@ -86,3 +88,17 @@ def test_a_flood_of_held_mail_is_one_notice_an_hour_per_mailbox(mailbox):
     assert not InboundMail.objects.filter(managers_notified_at__isnull=True).exists()
     assert held_mail_notify(mailbox_id=mailbox.pk, now=later) == "nothing to tell"
     assert Schedule.objects.filter(name="held-mail-digest").count() == 1
+
+
+def test_the_notice_links_absolutely_and_has_no_empty_why(mailbox, settings):
+    settings.SITE_URL = "https://workforce.example.com"
+    manager = UserFactory(email="boss@acme.test")
+    mailbox.employee.manager = manager
+    mailbox.employee.save(update_fields=["manager"])
+    held = _receive(mailbox, "From: eve@spam.example\r\nPrecedence: bulk")
+    InboundMail.objects.filter(pk=held.pk).update(reason="")
+    notify_held_mail(held.pk)
+    [notice] = django_mail.outbox
+    link = f"https://workforce.example.com/admin/mailboxes/inboundmail/{held.pk}/change/"
+    assert f"  {link}\n" in notice.body
+    assert "Why:" not in notice.body

@@ -11,6 +11,7 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET, require_POST
 
 from aiworkforce.http import HtmxHttpRequest
@@ -21,6 +22,52 @@ from approvals.models import ApprovalKind, ApprovalStatus
 from approvals.services import DecisionConflict, approval_decide, escalation_answer
 
 PAGE_SIZE = 25
+# A search counts its matches up to this many (and the requested page's): "more than 1,000".
+SEARCH_COUNT_CAP = 1000
+
+
+class SearchPaginator(Paginator):
+    """A search's pages, counted only as far as needed: when the first page is not full its
+    rows are the count (one statement), else matches are counted up to SEARCH_COUNT_CAP + 1,
+    or one past the requested page if that is further (so "Older" always works). A broad
+    search (a tool name: a third of all requests) would otherwise read every match."""
+
+    def __init__(self, object_list, per_page, *, count_at_most, wanted_page=1) -> None:
+        super().__init__(object_list, per_page)
+        self.cap = max(SEARCH_COUNT_CAP, wanted_page * per_page)
+        self._count_at_most = count_at_most  # (cap) -> the count, or cap + 1 if more
+        self._first_rows: list | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+    @cached_property
+    def count(self) -> int:
+        self._first_rows = list(self.object_list[: self.per_page + 1])
+        if len(self._first_rows) <= self.per_page:
+            return len(self._first_rows)
+        return self._count_at_most(self.cap)
+
+    def page(self, number):
+        number = self.validate_number(number)
+        if number == 1 and self._first_rows is not None:
+            return self._get_page(self._first_rows[: self.per_page], number, self)
+        return super().page(number)
+
+
+def _page_number(value) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _search_paginator(request: HtmxHttpRequest, filters: dict, wanted_page=1) -> SearchPaginator:
+    search = selectors.pending_search_for(request.user, **_selected(filters))
+    return SearchPaginator(
+        search.rows, PAGE_SIZE, count_at_most=search.count_at_most, wanted_page=wanted_page
+    )
 
 
 def _filters_only(params: QueryDict) -> QueryDict:
@@ -43,15 +90,18 @@ def _filters(request: HtmxHttpRequest, params: QueryDict) -> tuple[InboxFilterFo
     return form, (form.cleaned_data if form.is_valid() else {}), teams
 
 
+def _selected(filters: dict) -> dict:
+    return {
+        "team": filters.get("team"),
+        "employee": filters.get("employee"),
+        "risk": filters.get("risk", ""),
+        "kind": filters.get("kind", ""),
+        "query": (filters.get("q") or "").strip(),
+    }
+
+
 def _pending(request: HtmxHttpRequest, filters: dict):
-    return selectors.approvals_pending_for(
-        request.user,
-        team=filters.get("team"),
-        employee=filters.get("employee"),
-        risk=filters.get("risk", ""),
-        kind=filters.get("kind", ""),
-        query=(filters.get("q") or "").strip(),
-    )
+    return selectors.approvals_pending_for(request.user, **_selected(filters))
 
 
 def _desk_page(request: HtmxHttpRequest) -> str:
@@ -98,9 +148,14 @@ def _with_counts(
     if page == "inbox" and list_count:
         _, filters, _ = _filters(request, _filters_only(request.POST))
         narrowed = _narrowed(filters)
-        context["list_count"] = (
-            _pending(request, filters).count() if narrowed else desk["approvals"]
-        )
+        if not narrowed:
+            context["list_count"] = desk["approvals"]
+        elif _selected(filters)["query"]:
+            paginator = _search_paginator(request, filters)
+            context["list_count"], context["count_capped"] = paginator.count, paginator.capped
+            context["count_cap"] = SEARCH_COUNT_CAP
+        else:
+            context["list_count"] = _pending(request, filters).count()
         parts.append(render_to_string("approvals/inbox.html#list-count", context, request))
     response.write("".join(parts))
     return response
@@ -134,12 +189,20 @@ def inbox(request: HtmxHttpRequest) -> HttpResponse:
 
 def _inbox_response(request: HtmxHttpRequest, params: QueryDict) -> HttpResponse:
     form, filters, teams = _filters(request, params)
-    page = Paginator(_pending(request, filters), PAGE_SIZE).get_page(params.get("page"))
     narrowed = _narrowed(filters)
+    searching = bool(_selected(filters)["query"])
+    paginator = (
+        _search_paginator(request, filters, _page_number(params.get("page")))
+        if searching
+        else Paginator(_pending(request, filters), PAGE_SIZE)
+    )
+    page = paginator.get_page(params.get("page"))
     context = {
         "form": form,
         "page": page,
         "list_count": page.paginator.count,
+        "count_capped": searching and paginator.capped,
+        "count_cap": SEARCH_COUNT_CAP,
         "can_decide": bool(teams),
         "filtered": narrowed,
         "query_string": _filters_only(params).urlencode(),

@@ -19,7 +19,7 @@ from approvals.models import ApprovalRequest, ApprovalStatus, Escalation
 from approvals.selectors import approvals_pending_for, escalations_open_for
 from dashboard.aggregates import MedianDuration
 from employees.models import Employee, EmployeeStatus, Team
-from tasks.models import FINISHED_STATUSES, DailySpend, Task, TaskStatus
+from tasks.models import FINISHED_STATUSES, DailySpend, Task, TaskSource, TaskStatus
 
 # --- periods ------------------------------------------------------------------------------------
 
@@ -142,6 +142,7 @@ def needs_me(user, *, employees: list[Employee], now: datetime | None = None) ->
     # range per employee on (employee, finished_at) or the status index, never a join per row.
     problems = (
         Task.objects.filter(employee_id__in=[employee.pk for employee in employees])
+        .exclude(source=TaskSource.EVALUATION)
         .filter(
             Q(status__in=STOPPED_STATUSES)
             | Q(status=TaskStatus.FAILED, finished_at__gte=now - RECENT_FAILURES)
@@ -217,15 +218,17 @@ class Kpis:
 
 
 def _finished_tasks(scope: KpiScope, start: datetime):
+    # Evaluation runs (golden tasks) are tests of an employee, not its work: the same condition
+    # as task_work_finished_idx's, so the figures still come from that index alone.
     return Task.objects.filter(
         employee_id__in=scope.employee_ids,
         finished_at__gte=start,
         status__in=FINISHED_STATUSES,
-    )
+    ).exclude(source=TaskSource.EVALUATION)
 
 
 def _outcome_counts() -> dict:
-    # Counting a column of task_employee_finished_idx (not the row) keeps the scan index-only.
+    # Counting a column of task_work_finished_idx (not the row) keeps the scan index-only.
     return {
         "done": Count("finished_at", filter=Q(status=TaskStatus.DONE)),
         "failed": Count("finished_at", filter=Q(status=TaskStatus.FAILED)),

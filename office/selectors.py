@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from django.db import connection
 
 from employees.models import Employee, EmployeeStatus, WorkingWindow
+from employees.profile.words import HoursNow, hours_now
 from employees.selectors import teams_visible_to
 from tasks.models import FINISHED_STATUSES, StepKind, TaskStatus
 
@@ -304,22 +305,17 @@ def _windows(raw) -> list[WorkingWindow]:
 def next_window_start(
     employee: Employee, at: datetime, windows: list[WorkingWindow]
 ) -> datetime | None:
-    """When the next working window opens after `at`, in the employee's time zone (None: no
-    windows at all)."""
-    local = at.astimezone(employee.tzinfo)
-    for days_ahead in range(8):
-        day = (local + timedelta(days=days_ahead)).date()
-        starts = sorted(w.start for w in windows if w.weekday == day.weekday())
-        for start in starts:
-            candidate = datetime.combine(day, start, tzinfo=employee.tzinfo)
-            if candidate > local:
-                return candidate
-    return None
+    """When an employee off hours at `at` starts work again (None: no windows at all)."""
+    return _hours(employee, at, windows).change_at
 
 
 def off_hours_label(employee: Employee, at: datetime, windows: list[WorkingWindow]) -> str:
-    """'Off hours — resumes Mon 09:00 Europe/Berlin' (or that no working hours are set)."""
-    start = next_window_start(employee, at, windows)
-    if start is None:
-        return "Off hours — no working hours are set"
-    return f"Off hours — resumes {start:%a %H:%M} {employee.timezone}"
+    """'Off hours — resumes Mon 09:00 Europe/Berlin': the profile's and task page's words."""
+    text = _hours(employee, at, windows).text
+    return text[:1].upper() + text[1:]
+
+
+def _hours(employee: Employee, at: datetime, windows: list[WorkingWindow]) -> HoursNow:
+    return hours_now(
+        always_on=False, tz=employee.tzinfo, tz_name=employee.timezone, windows=windows, now=at
+    )

@@ -40,6 +40,8 @@ class TaskSource(models.TextChoices):
     FOLLOW_UP = "follow_up", "Follow-up"
     COMMAND = "command", "Command line"
     EMAIL = "email", "E-mail"
+    # A golden-task evaluation: everything is only proposed (tasks.loop.state.Turn.proposes).
+    EVALUATION = "evaluation", "Evaluation"
 
 
 class TaskPriority(models.IntegerChoices):
@@ -138,11 +140,12 @@ class Task(models.Model):
             # The tasks list's order, newest first: a common search word stops after a page.
             models.Index(fields=["created_at", "id"], name="task_list_order_idx"),
             # The dashboard's figures: each employee's tasks finished since a day, read from
-            # the index alone (dashboard/selectors.py).
+            # the index alone (dashboard/selectors.py); evaluation runs are not work done.
             models.Index(
                 fields=["employee", "finished_at"],
                 include=["status", "created_at", "cost", "id"],
-                name="task_employee_finished_idx",
+                condition=~Q(source="evaluation"),
+                name="task_work_finished_idx",
             ),
         ]
 
@@ -211,6 +214,13 @@ class Step(models.Model):
     class Meta:
         ordering = ["task", "seq"]
         constraints = [models.UniqueConstraint(fields=["task", "seq"], name="one_step_per_seq")]
+        indexes = [
+            # The anomaly rules' last hour (and trailing week) of spend and tool calls, for
+            # every employee at once (anomalies/figures.py).
+            models.Index(
+                fields=["created_at"], include=["task_id", "cost"], name="step_created_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"task #{self.task_id} step {self.seq} ({self.get_kind_display()})"

@@ -21,6 +21,7 @@ from employees.selectors import employees_visible_to, teams_visible_to
 from tasks.forms import TaskFilterForm
 from tasks.models import OutboxStatus, Task, TaskStatus
 from tasks.selectors import (
+    search_count_at_most,
     task_assigners,
     task_for_user,
     task_is_live,
@@ -51,17 +52,20 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
         .order_by("name"),
     )
     filters = form.filters()
-    paginator_class = SearchPaginator if filters.query else Paginator
-    page = paginator_class(tasks_listed_for(request.user, filters), PAGE_SIZE).get_page(
-        request.GET.get("page")
+    listed = tasks_listed_for(request.user, filters)
+    paginator = (
+        SearchPaginator(listed, PAGE_SIZE, wanted_page=request.GET.get("page"))
+        if filters.query
+        else Paginator(listed, PAGE_SIZE)
     )
+    page = paginator.get_page(request.GET.get("page"))
     context = {
         "form": form,
         "page": page,
         "rows": task_list_rows(request.user, list(page.object_list), nested=not filters.narrowed),
         "problems": form.problems() if form.is_bound else [],
         "filtered": filters.narrowed,
-        "count_capped": filters.query and page.paginator.count > SEARCH_COUNT_CAP,
+        "count_capped": filters.query and page.paginator.count > page.paginator.cap,
         "count_cap": SEARCH_COUNT_CAP,
         "query_string": _filters_only(request.GET).urlencode(),
     }
@@ -72,13 +76,35 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 class SearchPaginator(Paginator):
-    """Counts a search's matches up to SEARCH_COUNT_CAP + 1: a common word's are not all
-    counted (that would read every match; the first page reads 50 in the list's order)."""
+    """Counts a search's matches up to SEARCH_COUNT_CAP + 1 (or one past the requested page, so
+    "Older" always works): a common word's are not all counted (that would read every match;
+    the first page reads 50 in the list's order). When the first page is not full, its rows
+    are the count: a rare term's is one statement, one read of the trigram indexes."""
+
+    def __init__(self, object_list, per_page, *, wanted_page=1) -> None:
+        super().__init__(object_list, per_page)
+        self.cap = max(SEARCH_COUNT_CAP, _page_number(wanted_page) * per_page)
+        self._first_rows: list | None = None
 
     @cached_property
     def count(self) -> int:
-        # Any SEARCH_COUNT_CAP + 1 rows will do: no order, no per-row annotation to compute.
-        return self.object_list.order_by().values("pk")[: SEARCH_COUNT_CAP + 1].count()
+        self._first_rows = list(self.object_list[: self.per_page + 1])
+        if len(self._first_rows) <= self.per_page:
+            return len(self._first_rows)
+        return search_count_at_most(self.object_list, self.cap)
+
+    def page(self, number):
+        number = self.validate_number(number)
+        if number == 1 and self._first_rows is not None:
+            return self._get_page(self._first_rows[: self.per_page], number, self)
+        return super().page(number)
+
+
+def _page_number(value) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _filters_only(params: QueryDict) -> QueryDict:

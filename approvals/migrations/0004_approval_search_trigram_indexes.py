@@ -1,22 +1,22 @@
 """Trigram indexes for the inbox search, on the pending requests only.
 
-pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it; IF NOT
-EXISTS makes this harmless where another app's migration created it already.
+pg_trgm is created once, by tasks' 0011 (the tasks search): depending on it, rather than
+creating it here too, keeps migrating backwards possible (unapplying one app's
+CREATE EXTENSION would otherwise have to drop the other app's indexes).
 """
 
 import django.contrib.postgres.indexes
 import django.db.models.functions.text
-from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("approvals", "0003_register_digest_schedule"),
+        ("tasks", "0011_task_search_trigram_indexes"),
     ]
 
     operations = [
-        TrigramExtension(),
         migrations.AddIndex(
             model_name="approvalrequest",
             index=django.contrib.postgres.indexes.GinIndex(

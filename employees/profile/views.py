@@ -33,6 +33,7 @@ from employees.services import (
     employee_pause,
     employee_transition,
 )
+from evaluations.shadow import shadow_report
 from tasks.models import TaskSource
 from tasks.services import TaskRefused, task_create
 
@@ -143,6 +144,29 @@ def profile_assign(request: HtmxHttpRequest, handle: str) -> HttpResponse:
     return HttpResponse(assign + now)
 
 
+def _promotes_without_confirmation(employee: Employee, to: str, request) -> bool:
+    return (
+        employee.status == EmployeeStatus.SHADOW
+        and to == EmployeeStatus.ACTIVE
+        and request.POST.get("confirm") != "yes"
+    )
+
+
+def _promote_confirm(request: HtmxHttpRequest, employee: Employee) -> HttpResponse:
+    """Before a shadow employee goes live: its shadow report's summary, and a confirm button."""
+    promote = shadow_report(employee, with_cases=False)
+    if request.htmx:
+        context = _status_context(employee, promote=promote)
+        return render(request, f"{TEMPLATE}#profile-status", context)
+    context = profile_context(employee, user=request.user)
+    context.update(
+        moves=TRANSITIONS[employee.status],
+        takes_work=employee.status in TASK_STATUSES_TAKING_WORK,
+        promote=promote,
+    )
+    return render(request, TEMPLATE, context)
+
+
 def _assigned_message(employee: Employee, task) -> str:
     reason = f" — {task.status_reason}" if task.status_reason else ""
     return f"Assigned task #{task.pk} to {employee.name}: {task.get_status_display()}{reason}"
@@ -169,6 +193,8 @@ def profile_status(request: HtmxHttpRequest, handle: str) -> HttpResponse:
         error = f"Tick the box to confirm: offboarding {employee.name} cannot be undone."
     elif len(reason) > 500:
         error = "Keep the reason under 500 characters."
+    elif _promotes_without_confirmation(employee, to, request):
+        return _promote_confirm(request, employee)
     else:
         try:
             if to == EmployeeStatus.ACTIVE:

@@ -213,7 +213,10 @@ def _finish(turn: Turn, completion, llm_payload: dict, numbers: dict, reservatio
     citations = cited_memories(result, _offered_memories(turn))
     if citations:
         final_payload["citations"] = citations
-    episode = episode_part(task=turn.task, result=result, when=still_ours)
+    # An evaluation leaves no memory of itself.
+    episode = (
+        [] if turn.evaluating else episode_part(task=turn.task, result=result, when=still_ours)
+    )
     llm_step = step_write(
         task=turn.task,
         run=turn.run,
@@ -253,7 +256,8 @@ def _finish(turn: Turn, completion, llm_payload: dict, numbers: dict, reservatio
         # Cancelled or reclaimed meanwhile: the answer is not recorded, but its cost is.
         _settle_answered(task=turn.task, reservation=reservation, completion=completion)
         raise Parked
-    request_embedding()  # the episode's vector, outside the loop
+    if episode:
+        request_embedding()  # the episode's vector, outside the loop
     turn.steps.append(llm_step)
     turn.next_seq += 2
     if turn.on_step:

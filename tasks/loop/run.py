@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
@@ -27,20 +28,30 @@ from tasks.loop.model import call_model
 from tasks.loop.state import Parked, StepCallback, Turn
 from tasks.loop.tool_calls import handle_call, tool_or_none
 from tasks.loop.waits import escalate_loop, resume_system_escalation
-from tasks.models import Run, RunStatus, Step, StepKind, TaskStatus
+from tasks.models import Run, RunStatus, Step, StepKind, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
 
 
 def run_task(
-    task_id: int, *, worker: str | None = None, on_step: StepCallback | None = None
+    task_id: int,
+    *,
+    worker: str | None = None,
+    on_step: StepCallback | None = None,
+    prepare: Callable[[Task], None] | None = None,
 ) -> str | None:
-    """Run one task until it finishes or parks. Returns its status, or None if not claimed."""
+    """Run one task until it finishes or parks. Returns its status, or None if not claimed.
+
+    `prepare` adjusts the claimed task in memory before the first turn (an evaluation gives
+    its employee the brief and SOP of the version under test).
+    """
     worker = worker or worker_id()
     claim = task_claim(task_id=task_id, worker=worker)
     if claim is None:
         return None
     task, run = claim.task, claim.run
+    if prepare is not None:
+        prepare(task)
     turn = Turn(
         task=task,
         run=run,

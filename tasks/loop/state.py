@@ -14,9 +14,9 @@ from typing import NoReturn
 from django.db import connection, transaction
 
 from aiworkforce.audit import Actor, audit_insert_sql
-from employees.models import EmployeeStatus, ToolGrant
+from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
 from tasks import services
-from tasks.models import Run, Step, StepKind, Task, TaskStatus
+from tasks.models import Run, Step, StepKind, Task, TaskSource, TaskStatus
 from tasks.steps import GUARDED, GUARDS, Carry, Part, guard_part, parts_write, step_parts
 
 StepCallback = Callable[[Step], None]
@@ -123,6 +123,30 @@ class Turn:
             hold=hold,
         )
 
+    @property
+    def evaluating(self) -> bool:
+        """A golden-task evaluation: nothing it does may reach the world or a person."""
+        return self.task.source == TaskSource.EVALUATION
+
+    def proposes(self, tool, grant: ToolGrant) -> bool:
+        """Is this call only proposed (recorded, not carried out)?
+
+        Shadow mode proposes side effects. An evaluation proposes everything but a read that
+        stays in our database (recall): no mail, MCP or HTTP call, task, memory, delegation,
+        escalation or approval request, whatever the employee's status.
+        """
+        if self.evaluating:
+            local_read = not (
+                tool.side_effects
+                or tool.writes_database
+                or not tool.transactional
+                or tool.parks_task
+                or tool.delegates
+                or tool.name.startswith("mcp:")
+            )
+            return not local_read or grant.policy == ToolPolicy.NEEDS_APPROVAL
+        return tool.side_effects and self.task.employee.status == EmployeeStatus.SHADOW
+
     def flush(self) -> None:
         """Write the held step, if any, on its own."""
         if self.held is None:
@@ -191,6 +215,8 @@ class Turn:
         its resume cannot be lost.
         """
         self.flush()
+        if self.evaluating:
+            self.park(status, reason)  # an evaluation asks nobody: its runner closes it
         with transaction.atomic():
             # The task row first, then what write() audits: every transaction that touches
             # both takes the row before the audit chain's lock, so two never wait on each other.

@@ -13,7 +13,7 @@ import logging
 from django.db import transaction
 
 from approvals.models import ApprovalRequest, ApprovalStatus
-from employees.models import EmployeeStatus, ToolGrant, ToolPolicy
+from employees.models import ToolGrant, ToolPolicy
 from tasks.context import Transcript
 from tasks.loop.delegation import delegate, resume_delegation, start_delegation
 from tasks.loop.state import Parked, Turn
@@ -89,7 +89,7 @@ def handle_call(turn: Turn, transcript: Transcript, call: dict) -> None:
         _invalid(turn, call_id, name, arguments, f"Invalid arguments: {problem}")
         return
     check_repeats(turn, transcript, name, arguments)
-    if tool.side_effects and turn.task.employee.status == EmployeeStatus.SHADOW:
+    if turn.proposes(tool, grant):
         _propose(turn, call_id, name, arguments)
         return
     if tool.delegates:
@@ -127,7 +127,11 @@ def _propose(turn: Turn, call_id: str, name: str, arguments: dict) -> None:
         arguments,
         "proposed",
         {
-            "summary": "proposed only: the employee is in shadow mode, nothing was executed",
+            "summary": (
+                "proposed only: this is an evaluation, nothing was executed"
+                if turn.evaluating
+                else "proposed only: the employee is in shadow mode, nothing was executed"
+            ),
             "proposed_arguments": arguments,
         },
         audit=("tool.proposed", {"tool": name, "arguments": arguments}),
@@ -236,7 +240,7 @@ def _resume_waiting_call(turn: Turn, wait: Step, call_id: str, name: str) -> Non
             call_id, name, arguments, "refused", {"error": f"Not executed: {problem or refusal}"}
         )
         return
-    if tool.side_effects and turn.task.employee.status == EmployeeStatus.SHADOW:
+    if turn.proposes(tool, grant):
         _propose(turn, call_id, name, arguments)  # put in shadow mode since it was approved
         return
     _execute(turn, call_id, tool, grant, arguments)

@@ -20,7 +20,7 @@ from dashboard.selectors import (
 )
 from employees.models import EmployeeStatus
 from employees.selectors import employees_visible_to, teams_visible_to
-from tasks.models import TaskStatus
+from tasks.models import Task, TaskSource, TaskStatus
 from tests.dashboard.conftest import local_noon, make_approval, make_task
 from tests.factories import EmployeeFactory
 
@@ -178,3 +178,22 @@ def test_needs_me_shows_the_latest_problems_and_counts_all(office):
     needs = needs_me(office.manager, employees=list(employees_visible_to(office.manager)))
     assert len(needs.problem_tasks) == 8 and needs.problem_count == 10
     assert not needs.paused
+
+
+def test_evaluation_runs_are_not_counted_as_work(week_of_work):
+    team_a = scope_for(week_of_work.manager, team=week_of_work.team_a)
+    before = kpis(team_a, PERIODS["7d"])
+    for status in (TaskStatus.DONE, TaskStatus.FAILED):
+        case = make_task(week_of_work.ava, status, finished=local_noon(1), cost="3.00")
+        Task.objects.filter(pk=case.pk).update(source=TaskSource.EVALUATION)
+    after = kpis(team_a, PERIODS["7d"])
+    assert (after.finished, after.done, after.failed, after.cost) == (
+        before.finished,
+        before.done,
+        before.failed,
+        before.cost,
+    )
+    problems = needs_me(
+        week_of_work.manager, employees=list(employees_visible_to(week_of_work.manager))
+    )
+    assert all(task.source != TaskSource.EVALUATION for task in problems.problem_tasks)

@@ -563,7 +563,11 @@ def test_activate_a_draft_and_shadow(client, ava, manager):
     client.post(_url(ava, "status"), {"to": "shadow"})
     ava.refresh_from_db()
     assert ava.status == EmployeeStatus.SHADOW
-    response = client.post(_url(ava, "status"), {"to": "active"}, follow=True)
+    # From shadow mode, activating first shows the shadow report and asks to confirm.
+    response = client.post(_url(ava, "status"), {"to": "active"})
+    ava.refresh_from_db()
+    assert ava.status == EmployeeStatus.SHADOW and "Promote Ava to active?" in response.text
+    response = client.post(_url(ava, "status"), {"to": "active", "confirm": "yes"}, follow=True)
     ava.refresh_from_db()
     assert ava.status == EmployeeStatus.ACTIVE and ava.hired_at is not None
     assert "Ava is now active." in response.text

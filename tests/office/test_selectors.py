@@ -240,8 +240,8 @@ def test_the_next_window_later_today_tomorrow_or_never():
     assert f"{next_window_start(employee, monday_1pm, windows):%a %H:%M}" == "Mon 14:00"
     monday_8pm = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
     assert f"{next_window_start(employee, monday_8pm, windows):%a %H:%M}" == "Wed 09:00"
-    wednesday_noon = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
-    assert f"{next_window_start(employee, wednesday_noon, windows):%a %H:%M}" == "Mon 09:00"
+    wednesday_6pm = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+    assert f"{next_window_start(employee, wednesday_6pm, windows):%a %H:%M}" == "Mon 09:00"
     assert next_window_start(employee, monday_1pm, []) is None
 
 

@@ -227,3 +227,60 @@ def test_the_search_uses_the_trigram_indexes(office):
     assert "Seq Scan on tasks_task" not in plan, plan
     page = tasks_listed_for(user, TaskListFilters(query="weyland"))
     assert [task.title for task in page] == ["Order question 1234"]
+
+
+def test_a_search_with_a_short_first_page_is_counted_from_its_rows(client, office):
+    from django.test.utils import CaptureQueriesContext
+
+    from tasks.views import SearchPaginator
+
+    user = UserFactory(is_superuser=True)
+    listed = tasks_listed_for(user, TaskListFilters(query="onboard"))
+    with CaptureQueriesContext(connection) as captured:
+        page = SearchPaginator(listed, 50).get_page(1)
+        titles = [task.title for task in page.object_list]
+    assert titles == ["Onboard Kim"] and page.paginator.count == 1
+    assert len(captured.captured_queries) == 1  # the page's rows are its count
+
+
+def test_a_common_search_says_more_than_the_cap_and_still_pages_to_the_end(
+    client, office, monkeypatch
+):
+    from tasks import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(views, "SEARCH_COUNT_CAP", 3)
+    made = Task.objects.bulk_create(
+        [Task(employee=office["lead"], title=f"Zeppelin {n}", input="x") for n in range(9)]
+    )
+    clerk = EmployeeFactory(team=office["finance"])  # another team's: never counted or shown
+    Task.objects.bulk_create([Task(employee=clerk, title="Zeppelin", input="x")])
+    client.force_login(office["member"])
+    first = client.get("/tasks/", {"q": "zeppelin"}).text
+    assert "More than 3 tasks match" in first
+    seen, number = [], 1
+    while True:
+        page = client.get("/tasks/", {"q": "zeppelin", "page": number}).text
+        seen += _row_ids(page)
+        if f"page={number + 1}" not in page:
+            break
+        number += 1
+    assert number == 5 and sorted(seen) == sorted(task.pk for task in made)
+
+
+def test_a_long_search_is_asked_word_by_word_and_still_matches_the_exact_text(office):
+    user = UserFactory(is_superuser=True)
+    lead = office["lead"]
+    mail = Task.objects.create(
+        employee=lead, title="Reply", input="From: ann.lee@customer7.example.com\n\n100% refund?"
+    )
+    Task.objects.create(employee=lead, title="Other", input="lee.ann@example.com customer7")
+
+    def found(text: str) -> list[int]:
+        return [task.pk for task in tasks_listed_for(user, TaskListFilters(query=text))]
+
+    assert found("ANN.LEE@customer7.example.com") == [mail.pk]  # any case, those words in order
+    assert found("ann_lee@customer7") == []  # "_" is not "any one character"
+    assert found("0% refund") == [mail.pk] and found("100%refund") == []  # "%" is literal
+    plan = tasks_listed_for(user, TaskListFilters(query="ann.lee@customer7.example")).explain()
+    assert "'%CUSTOMER7%'" in plan and "strpos" in plan, plan  # each word, then the text

@@ -116,6 +116,8 @@ def test_up_serves_the_product_runs_jobs_and_stops_cleanly_on_ctrl_c(scratch_dat
             f"{base}/accounts/login/", data=body, headers={"Referer": f"{base}/accounts/login/"}
         )
         page = opener.open(request).read().decode()
+        assert "What needs you now" in page  # signing in lands on the dashboard
+        page = opener.open(f"{base}/employees/").read().decode()
         assert "Employee directory" in page and "Ava" in page
 
         # The worker cluster picks up and runs a job.

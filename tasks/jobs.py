@@ -34,6 +34,7 @@ def run_due() -> dict[str, int]:
     outbox emails to try again, and MCP servers whose granted tools may have changed."""
     from django.conf import settings
 
+    from anomalies.services import anomalies_evaluate
     from approvals.services import approvals_expire_due
     from employees.memory.ingest import documents_resume_stalled
     from employees.memory.partitions import memory_partitions_drop_orphaned
@@ -55,6 +56,7 @@ def run_due() -> dict[str, int]:
         dispatched = tasks_dispatch_waiting()
     with transaction.atomic():
         reclaimed = tasks_reclaim_expired()
+    paused = anomalies_evaluate()  # the anomaly rules; one transaction per pause
     outbox = outbox_sweep()  # its own statements; may wait on the mail server, so not sooner
     return {
         "duty_tasks": created,
@@ -62,6 +64,7 @@ def run_due() -> dict[str, int]:
         "overdue_delegations": overdue,
         "dispatched": dispatched,
         "reclaimed": reclaimed,
+        "paused_by_anomaly_rules": paused,
         "expired_memories": memories_expire(),  # recall ignores them already; this frees space
         "embedded_memories": _embed_pending_memories(),
         # After django-q2's own redelivery window (Q_RETRY) has passed without progress.

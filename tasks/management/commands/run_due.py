@@ -23,6 +23,7 @@ class Command(BaseCommand):
             f"{counts['overdue_delegations']} late delegations escalated, "
             f"{counts['dispatched']} tasks dispatched, "
             f"{counts['reclaimed']} expired leases reclaimed, "
+            f"{counts['paused_by_anomaly_rules']} employees paused by anomaly rules, "
             f"{counts['resumed_documents']} stalled documents asked to be read again, "
             f"{counts['emails_sent']} outbox emails sent on a retry, "
             f"{counts['emails_retrying']} to try again later, "

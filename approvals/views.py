@@ -11,10 +11,10 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
-from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET, require_POST
 
 from aiworkforce.http import HtmxHttpRequest
+from aiworkforce.pagination import SEARCH_COUNT_CAP, SearchPaginator
 from aiworkforce.storable import json_loads_bounded
 from approvals import selectors
 from approvals.forms import EmailEditForm, InboxFilterForm
@@ -22,45 +22,6 @@ from approvals.models import ApprovalKind, ApprovalStatus
 from approvals.services import DecisionConflict, approval_decide, escalation_answer
 
 PAGE_SIZE = 25
-# A search counts its matches up to this many (and the requested page's): "more than 1,000".
-SEARCH_COUNT_CAP = 1000
-
-
-class SearchPaginator(Paginator):
-    """A search's pages, counted only as far as needed: when the first page is not full its
-    rows are the count (one statement), else matches are counted up to SEARCH_COUNT_CAP + 1,
-    or one past the requested page if that is further (so "Older" always works). A broad
-    search (a tool name: a third of all requests) would otherwise read every match."""
-
-    def __init__(self, object_list, per_page, *, count_at_most, wanted_page=1) -> None:
-        super().__init__(object_list, per_page)
-        self.cap = max(SEARCH_COUNT_CAP, wanted_page * per_page)
-        self._count_at_most = count_at_most  # (cap) -> the count, or cap + 1 if more
-        self._first_rows: list | None = None
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.cap
-
-    @cached_property
-    def count(self) -> int:
-        self._first_rows = list(self.object_list[: self.per_page + 1])
-        if len(self._first_rows) <= self.per_page:
-            return len(self._first_rows)
-        return self._count_at_most(self.cap)
-
-    def page(self, number):
-        number = self.validate_number(number)
-        if number == 1 and self._first_rows is not None:
-            return self._get_page(self._first_rows[: self.per_page], number, self)
-        return super().page(number)
-
-
-def _page_number(value) -> int:
-    try:
-        return max(1, int(value))
-    except (TypeError, ValueError):
-        return 1
 
 
 def _search_paginator(request: HtmxHttpRequest, filters: dict, wanted_page=1) -> SearchPaginator:
@@ -192,7 +153,7 @@ def _inbox_response(request: HtmxHttpRequest, params: QueryDict) -> HttpResponse
     narrowed = _narrowed(filters)
     searching = bool(_selected(filters)["query"])
     paginator = (
-        _search_paginator(request, filters, _page_number(params.get("page")))
+        _search_paginator(request, filters, params.get("page"))
         if searching
         else Paginator(_pending(request, filters), PAGE_SIZE)
     )

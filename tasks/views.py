@@ -9,12 +9,12 @@ from django.core.paginator import Paginator
 from django.db.models.functions import Length
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
-from django.utils.functional import cached_property
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 from django_htmx.http import trigger_client_event
 
 from aiworkforce.http import HtmxHttpRequest
+from aiworkforce.pagination import SEARCH_COUNT_CAP, SearchPaginator
 from approvals.models import ApprovalRequest, ApprovalStatus, Escalation
 from approvals.selectors import approvals_for
 from employees.selectors import employees_visible_to, teams_visible_to
@@ -35,7 +35,6 @@ from tasks.selectors import (
 from tasks.trace import trace_items
 
 PAGE_SIZE = 50
-SEARCH_COUNT_CAP = 1000
 FILTER_NAMES = ("q", "employee", "team", "status", "source", "created_from", "created_to")
 
 
@@ -54,7 +53,12 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
     filters = form.filters()
     listed = tasks_listed_for(request.user, filters)
     paginator = (
-        SearchPaginator(listed, PAGE_SIZE, wanted_page=request.GET.get("page"))
+        SearchPaginator(
+            listed,
+            PAGE_SIZE,
+            count_at_most=lambda cap: search_count_at_most(listed, cap),
+            wanted_page=request.GET.get("page"),
+        )
         if filters.query
         else Paginator(listed, PAGE_SIZE)
     )
@@ -73,38 +77,6 @@ def task_list(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         template += "#task-rows"
     return render(request, template, context)
-
-
-class SearchPaginator(Paginator):
-    """Counts a search's matches up to SEARCH_COUNT_CAP + 1 (or one past the requested page, so
-    "Older" always works): a common word's are not all counted (that would read every match;
-    the first page reads 50 in the list's order). When the first page is not full, its rows
-    are the count: a rare term's is one statement, one read of the trigram indexes."""
-
-    def __init__(self, object_list, per_page, *, wanted_page=1) -> None:
-        super().__init__(object_list, per_page)
-        self.cap = max(SEARCH_COUNT_CAP, _page_number(wanted_page) * per_page)
-        self._first_rows: list | None = None
-
-    @cached_property
-    def count(self) -> int:
-        self._first_rows = list(self.object_list[: self.per_page + 1])
-        if len(self._first_rows) <= self.per_page:
-            return len(self._first_rows)
-        return search_count_at_most(self.object_list, self.cap)
-
-    def page(self, number):
-        number = self.validate_number(number)
-        if number == 1 and self._first_rows is not None:
-            return self._get_page(self._first_rows[: self.per_page], number, self)
-        return super().page(number)
-
-
-def _page_number(value) -> int:
-    try:
-        return max(1, int(value))
-    except (TypeError, ValueError):
-        return 1
 
 
 def _filters_only(params: QueryDict) -> QueryDict:

@@ -7,6 +7,7 @@ import re
 import pytest
 from django.db import connection
 
+from aiworkforce import pagination
 from approvals import selectors
 from approvals.models import ApprovalKind, ApprovalRequest, ApprovalStatus
 from tasks.models import Task
@@ -155,6 +156,7 @@ def test_a_broad_search_says_more_than_the_cap_and_still_pages_to_the_end(
 
     monkeypatch.setattr(views, "PAGE_SIZE", 2)
     monkeypatch.setattr(views, "SEARCH_COUNT_CAP", 3)
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_CAP", 3)
     monkeypatch.setattr(selectors, "SEARCH_BY_ID_AT_MOST", 1)  # the broad plan, at this size
     made = {make_approval(teams["ava"], tool="http_request").pk for _ in range(9)}
     make_approval(teams["rex"], tool="http_request")  # another team's: never counted or shown

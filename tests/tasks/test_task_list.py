@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from aiworkforce import pagination
 from employees.models import Duty
 from tasks.models import Task, TaskSource, WebhookEndpoint
 from tasks.selectors import TaskListFilters, tasks_listed_for
@@ -232,12 +233,15 @@ def test_the_search_uses_the_trigram_indexes(office):
 def test_a_search_with_a_short_first_page_is_counted_from_its_rows(client, office):
     from django.test.utils import CaptureQueriesContext
 
-    from tasks.views import SearchPaginator
+    from aiworkforce.pagination import SearchPaginator
+    from tasks.selectors import search_count_at_most
 
     user = UserFactory(is_superuser=True)
     listed = tasks_listed_for(user, TaskListFilters(query="onboard"))
     with CaptureQueriesContext(connection) as captured:
-        page = SearchPaginator(listed, 50).get_page(1)
+        page = SearchPaginator(
+            listed, 50, count_at_most=lambda cap: search_count_at_most(listed, cap)
+        ).get_page(1)
         titles = [task.title for task in page.object_list]
     assert titles == ["Onboard Kim"] and page.paginator.count == 1
     assert len(captured.captured_queries) == 1  # the page's rows are its count
@@ -250,6 +254,7 @@ def test_a_common_search_says_more_than_the_cap_and_still_pages_to_the_end(
 
     monkeypatch.setattr(views, "PAGE_SIZE", 2)
     monkeypatch.setattr(views, "SEARCH_COUNT_CAP", 3)
+    monkeypatch.setattr(pagination, "SEARCH_COUNT_CAP", 3)
     made = Task.objects.bulk_create(
         [Task(employee=office["lead"], title=f"Zeppelin {n}", input="x") for n in range(9)]
     )

@@ -9,6 +9,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Count
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from aiworkforce.admin_json import JSON_EDITOR
@@ -17,6 +19,7 @@ from aiworkforce.audit import Actor
 from aiworkforce.schema_messages import schema_in_words
 from employees import services
 from employees.models import (
+    BRIEF_FIELDS,
     BriefVersion,
     Duty,
     Employee,
@@ -212,7 +215,7 @@ class BriefVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     classes = ["collapse"]
-    fields = ["number", "created_at", "author", "note", "brief_text"]
+    fields = ["number", "state", "created_at", "author", "note", "brief_text"]
     readonly_fields = fields
     verbose_name_plural = "Brief history (read-only)"
 
@@ -221,6 +224,12 @@ class BriefVersionInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="State")
+    def state(self, version: BriefVersion) -> str:
+        if version.is_draft:
+            return "draft"
+        return f"activated {date_format(timezone.localtime(version.activated_at), 'j M Y H:i')}"
 
     @admin.display(description="Brief and SOP")
     def brief_text(self, version: BriefVersion):
@@ -354,6 +363,22 @@ class EmployeeAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Employee, form, change: bool) -> None:
         if change:
             changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            brief = {k: changes.pop(k) for k in list(changes) if k in {*BRIEF_FIELDS, "sop"}}
+            if brief and services.brief_changes_gated(obj):
+                # The live brief stays until the draft passes the golden tasks.
+                version = services.brief_version_draft(
+                    employee=obj, actor=_actor(request), user=request.user, changes=brief
+                )
+                obj.refresh_from_db(fields=list(brief))
+                self.message_user(
+                    request,
+                    f"The brief changes were saved as draft v{version.number}; the live brief "
+                    f"is unchanged. Evaluate the draft and activate it on the evaluations page "
+                    f"(./workforce manage evaluate {obj.handle} --brief-version {version.number}).",
+                    messages.WARNING,
+                )
+            else:
+                changes.update(brief)
             services.employee_update(
                 employee=obj, actor=_actor(request), user=request.user, changes=changes
             )

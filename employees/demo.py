@@ -22,6 +22,7 @@ from django.db import transaction
 
 from aiworkforce.audit import Actor
 from employees import services
+from employees.demo_golden import load_demo_golden_tasks
 from employees.memory.services import memory_remember
 from employees.models import (
     Duty,
@@ -536,6 +537,7 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
             mailbox_set(employee=employee, address=address, allowed_senders=allowed, actor=actor)
         services.employee_transition(employee=employee, to=spec["status"], actor=actor)
         created["employees"] += 1
+    created["golden tasks"] = load_demo_golden_tasks()
     return created
 
 

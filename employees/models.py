@@ -304,7 +304,12 @@ class WorkingWindow(models.Model):
 
 
 class BriefVersion(models.Model):
-    """One saved state of an employee's brief and SOP; never edited, only added."""
+    """One saved state of an employee's brief and SOP; its content is never edited, only added.
+
+    A version is live from its activation: the active one is the latest activated. An employee
+    with golden tasks gets brief changes as drafts (never activated) that go live only through
+    evaluations.activation.brief_version_activate, which compares their pass rates.
+    """
 
     employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="brief_versions")
     number = models.PositiveIntegerField()
@@ -315,6 +320,11 @@ class BriefVersion(models.Model):
     )
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # NULL: a draft, never live. Activating an earlier version again moves it to now.
+    activated_at = models.DateTimeField(null=True, blank=True)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["employee", "-number"]
@@ -324,6 +334,10 @@ class BriefVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.employee.handle} brief v{self.number}"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.activated_at is None
 
 
 class ToolPolicy(models.TextChoices):

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 
 from employees.collaboration import collaborators
 from employees.models import (
+    BriefVersion,
     Employee,
     EmployeeStatus,
     Team,
@@ -188,4 +189,13 @@ def managers_to_notify(employee: Employee) -> QuerySet:
         .exclude(email="")
         .distinct()
         .order_by("pk")
+    )
+
+
+def active_brief_version(employee: Employee) -> BriefVersion | None:
+    """The live version: the latest activated (drafts never were)."""
+    return (
+        BriefVersion.objects.filter(employee=employee, activated_at__isnull=False)
+        .order_by("-activated_at", "-number")
+        .first()
     )

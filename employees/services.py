@@ -80,9 +80,17 @@ def employee_create(*, employee: Employee, actor: Actor, user=None) -> Employee:
 def employee_update(
     *, employee: Employee, actor: Actor, user=None, changes: dict[str, Any]
 ) -> Employee:
-    """Change an employee's settings; a change of brief or SOP adds a brief version."""
+    """Change an employee's settings; a change of brief or SOP adds a brief version.
+
+    An employee with golden tasks keeps its live brief until a draft passes them: its brief
+    changes go through brief_version_draft instead (see brief_changes_gated).
+    """
     if "status" in changes:
         raise ValueError("change the status through employee_transition, not employee_update")
+    if brief_changes_gated(employee) and set(changes) & {*BRIEF_FIELDS, "sop"}:
+        raise ValueError(
+            "this employee has golden tasks: save brief changes with brief_version_draft"
+        )
     stored = Employee.objects.select_for_update().get(pk=employee.pk)
     for name, value in changes.items():
         setattr(employee, name, value)
@@ -98,16 +106,60 @@ def employee_update(
     return employee
 
 
-def _brief_version_add(*, employee: Employee, user, note: str) -> BriefVersion:
+def _brief_version_add(
+    *, employee: Employee, user, note: str, brief=None, sop=None, live: bool = True
+) -> BriefVersion:
     last = employee.brief_versions.aggregate(n=Max("number"))["n"] or 0
+    person = user if getattr(user, "is_authenticated", False) else None
     return BriefVersion.objects.create(
         employee=employee,
         number=last + 1,
-        brief=employee.brief,
-        sop=employee.sop,
-        author=user if getattr(user, "is_authenticated", False) else None,
+        brief=employee.brief if brief is None else brief,
+        sop=employee.sop if sop is None else sop,
+        author=person,
         note=note[:200],
+        activated_at=timezone.now() if live else None,
+        activated_by=person if live else None,
     )
+
+
+def brief_changes_gated(employee: Employee) -> bool:
+    """Whether a brief change must pass the employee's golden tasks before it goes live."""
+    return employee.pk is not None and employee.golden_tasks.exists()
+
+
+@transaction.atomic
+def brief_version_draft(
+    *, employee: Employee, actor: Actor, user=None, changes: dict[str, Any], note: str = ""
+) -> BriefVersion:
+    """Save brief or SOP changes as a draft version; the live brief stays as it is.
+
+    The draft is validated as the employee would be with it, so a draft can always be
+    activated later without failing then.
+    """
+    unknown = set(changes) - {*BRIEF_FIELDS, "sop"}
+    if unknown:
+        raise ValueError(f"not brief fields: {', '.join(sorted(unknown))}")
+    stored = Employee.objects.select_for_update().get(pk=employee.pk)
+    changed = sorted(name for name in changes if getattr(stored, name) != changes[name])
+    if not changed:
+        raise ValidationError("The draft would be the same as the live brief.")
+    for name, value in changes.items():
+        setattr(stored, name, value)
+    stored.full_clean()
+    version = _brief_version_add(
+        employee=stored,
+        user=user,
+        note=note or "Draft: " + ", ".join(changed),
+        live=False,
+    )
+    audit_log(
+        action="brief_version.drafted",
+        actor=actor,
+        subject=employee,
+        data={"handle": employee.handle, "version": version.number, "fields": changed},
+    )
+    return version
 
 
 @transaction.atomic

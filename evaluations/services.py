@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,6 +22,7 @@ from django.utils import timezone
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.llm import OFFLINE_LABEL, offline_mode
 from employees.models import BRIEF_FIELDS, BriefVersion, Employee, EmployeeStatus
+from employees.selectors import active_brief_version
 from evaluations.expectations import ESCALATE_TOOL, Outcome, expectations_problem, failures
 from evaluations.models import CaseResult, EvaluationRun, GoldenTask
 from tasks.loop import run_task
@@ -96,10 +98,10 @@ def golden_task_from_task(*, task: Task, user) -> GoldenTask:
 
 
 def brief_version_for(*, employee: Employee, number: int | None) -> BriefVersion | None:
-    """The version to evaluate: the one asked for (refused if unknown), else the latest."""
+    """The version to evaluate: the one asked for (refused if unknown), else the live one."""
     versions = BriefVersion.objects.filter(employee=employee)
     if number is None:
-        return versions.order_by("-number").first()
+        return active_brief_version(employee) or versions.order_by("-number").first()
     version = versions.filter(number=number).first()
     if version is None:
         last = versions.aggregate(n=Max("number"))["n"]
@@ -240,3 +242,54 @@ def outcome_of(task: Task, status: str) -> Outcome:
     # Escalating is the model's own call (proposed); the loop breaker's is not finishing.
     outcome.escalated = ESCALATE_TOOL in dict(outcome.calls)
     return outcome
+
+
+# An evaluation asked for from the page runs on the worker cluster, a few cases at a time.
+PAGE_CONCURRENCY = 4
+
+
+def evaluation_running(employee: Employee) -> EvaluationRun | None:
+    """A run of this employee still going (one killed mid-way stops counting after Q_TIMEOUT)."""
+    since = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+    return (
+        EvaluationRun.objects.filter(
+            employee=employee, finished_at__isnull=True, started_at__gte=since
+        )
+        .order_by("-started_at")
+        .first()
+    )
+
+
+def evaluation_queue(*, employee: Employee, brief_version: int, user) -> None:
+    """Run the golden tasks against one version on the worker cluster (the page's button)."""
+    from django_q.tasks import async_task  # as tasks.services does: not at app loading
+
+    if employee.status not in EVALUABLE:
+        raise EvaluationRefused(
+            f"@{employee.handle} is {employee.get_status_display().lower()}: "
+            "only an active or shadow employee can be evaluated."
+        )
+    if not GoldenTask.objects.filter(employee=employee).exists():
+        raise EvaluationRefused(f"@{employee.handle} has no golden tasks to evaluate.")
+    brief_version_for(employee=employee, number=brief_version)  # refuses an unknown one
+    running = evaluation_running(employee)
+    if running is not None:
+        raise EvaluationRefused(
+            f"An evaluation of @{employee.handle} is already running (run #{running.pk}); "
+            "wait for it to finish."
+        )
+    audit_log(
+        action="evaluation.requested",
+        actor=Actor.for_user(user),
+        subject=employee,
+        data={"handle": employee.handle, "version": brief_version},
+    )
+    transaction.on_commit(
+        lambda: async_task(
+            "evaluations.jobs.evaluate",
+            employee.pk,
+            brief_version,
+            task_name=f"evaluate {employee.handle} v{brief_version}",
+            group="evaluations",
+        )
+    )

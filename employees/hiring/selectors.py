@@ -73,7 +73,8 @@ def _windows(employee: Employee) -> list[dict]:
 
 
 def employee_spec_of(employee: Employee) -> dict:
-    """An employee as an employee spec: everything it is made of, never a secret or its history."""
+    """An employee as an employee spec: everything it is made of (its golden tasks too), never a
+    secret or its history."""
     model = {"temperature": str(employee.temperature)}
     if employee.model_name:
         model["model_name"] = employee.model_name
@@ -122,6 +123,13 @@ def employee_spec_of(employee: Employee) -> dict:
         "facts": _facts(MemoryEntry.objects.filter(employee=employee)),
         "model": model,
         "memory_retention_days": employee.memory_retention_days,
+        # Its golden tasks travel with it, so a copy is evaluated against the same cases.
+        "golden_tasks": [
+            {"title": title, "input": text, "expectations": expectations}
+            for title, text, expectations in employee.golden_tasks.order_by("pk").values_list(
+                "title", "input", "expectations"
+            )
+        ],
     }
     if employee.reports_to_id:
         spec["reports_to"] = employee.reports_to.handle

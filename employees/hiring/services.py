@@ -1,9 +1,9 @@
 """Hiring: employees made from employee specs (a template, the hire form, a team file).
 
 Everything goes through the workforce's own services (employee_create, tool_grant_save,
-duty_save, working_hours_set, document_upload, memory_remember, employee_transition), so
-a hire is validated and audited like any other change, in one transaction: a spec that fails
-halfway leaves nothing behind.
+duty_save, working_hours_set, document_upload, memory_remember, golden_task_create,
+employee_transition), so a hire is validated and audited like any other change, in one
+transaction: a spec that fails halfway leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
 from aiworkforce.audit import Actor, audit_log
+from employees.hiring.golden import GoldenSpec
 from employees.hiring.spec import (
     EmployeeSpec,
     GrantSpec,
@@ -42,6 +43,7 @@ from employees.services import (
     tool_grant_save,
     working_hours_set,
 )
+from evaluations.services import golden_task_create
 
 HIRE_STATUSES = (EmployeeStatus.SHADOW, EmployeeStatus.ACTIVE, EmployeeStatus.DRAFT)
 _FIELD_LABELS = {
@@ -169,6 +171,14 @@ def employee_hire(
                 pinned=fact.pinned,
                 source="hired with this knowledge",
             )
+        for golden in spec.golden_tasks:
+            golden_task_create(
+                employee=employee,
+                title=golden.title,
+                input=golden.input,
+                expectations=golden.expectations,
+                user=user,
+            )
         if status != EmployeeStatus.DRAFT:
             employee_transition(employee=employee, to=status, actor=actor, reason=note)
     except ValidationError as exc:
@@ -238,7 +248,24 @@ def _with_renames(spec: EmployeeSpec, renamed: dict[str, str]) -> EmployeeSpec:
         reports_to=renamed.get(spec.reports_to, spec.reports_to),
         sop=sop,
         grants=grants,
+        golden_tasks=[_golden_with_renames(golden, renamed) for golden in spec.golden_tasks],
     )
+
+
+def _golden_with_renames(golden: GoldenSpec, renamed: dict[str, str]) -> GoldenSpec:
+    """A golden task whose expected delegations follow renamed handles, like the SOP's."""
+    calls = []
+    for call in golden.expectations.get("calls", []):
+        arguments = call.get("arguments") or {}
+        if call["tool"] == "delegate" and "to" in arguments:
+            call = {
+                **call,
+                "arguments": {**arguments, "to": _renamed_value(arguments["to"], renamed)},
+            }
+        calls.append(call)
+    if "calls" not in golden.expectations:
+        return golden
+    return replace(golden, expectations={**golden.expectations, "calls": calls})
 
 
 def _plan_handles(specs: list[EmployeeSpec], *, rename_conflicts: bool) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The employee spec: one JSON shape for role templates, the hire form's draft and team files.
 
 An employee spec is a dict (see docs in the catalogue's files) with the brief, the SOP, tool
-grants (tool, scope, policy), working hours, budgets, duties and starter knowledge. A team file
-is a team and a list of employee specs; a role template is a title and a list of employee specs.
+grants (tool, scope, policy), working hours, budgets, duties, starter knowledge and golden
+tasks (employees/hiring/golden.py). A team file is a team and a list of employee specs; a role
+template is a title and a list of employee specs.
 
 `load_employee` checks everything that can be checked without writing (the tool registry
 included) and returns an `EmployeeSpec`; a `SpecError` lists every problem as (field, message)
@@ -22,6 +23,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from employees.hiring.golden import GoldenSpec, check_golden_tasks
 from employees.models import BRIEF_FIELDS, ToolPolicy, handle_validator
 from employees.validators import (
     validate_cron,
@@ -118,6 +120,7 @@ class EmployeeSpec:
     reports_to: str = ""
     model: dict[str, Any] = field(default_factory=dict)
     memory_retention_days: dict[str, int] = field(default_factory=dict)
+    golden_tasks: list[GoldenSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -486,6 +489,7 @@ def load_employee(data: Any) -> EmployeeSpec:
     documents = check_documents(data.get("knowledge"), errors)
     facts = check_facts(data.get("facts"), errors)
     model, retention = _check_model(data, errors)
+    golden = check_golden_tasks(data.get("golden_tasks"), {g.tool for g in grants}, errors)
     if errors:
         raise SpecError(errors)
     return EmployeeSpec(
@@ -503,6 +507,7 @@ def load_employee(data: Any) -> EmployeeSpec:
         facts=facts,
         model=model,
         memory_retention_days=retention,
+        golden_tasks=golden,
     )
 
 

@@ -232,6 +232,7 @@ LISTS = {
     "window": "working_hours.windows",
     "duty": "duties",
     "doc": "knowledge",
+    "golden": "golden_tasks",  # they come with a template; the review step can remove one
 }
 
 
@@ -253,6 +254,8 @@ def _new_row(kind: str, post, draft: dict) -> dict | None:
         return {"text": ""}
     if kind == "window":
         return {"days": WEEKDAYS, "from": "09:00", "to": "17:00"}
+    if kind == "golden":
+        return None  # written in a template or from a finished task, not in this form
     if kind == "duty":
         return {
             "name": "",

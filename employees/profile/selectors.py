@@ -24,7 +24,7 @@ from employees.models import (
     ToolGrant,
 )
 from employees.profile import words
-from employees.selectors import employees_visible_to
+from employees.selectors import active_brief_version, employees_visible_to
 from tasks.models import FINISHED_STATUSES, DailySpend, Step, Task, TaskStatus
 from tasks.tools import UnknownToolError, get_tool
 from tasks.trace import describe_step
@@ -306,6 +306,7 @@ def profile_context(employee: Employee, *, user, now: datetime | None = None) ->
         "now": work_now(employee),
         "recent": recent_tasks(employee),
         "versions": versions,
+        "live_version": active_brief_version(employee),
         # The latest change, shown before anyone picks two versions.
         "diff": diff_versions(versions[1], versions[0]) if len(versions) >= 2 else None,
     }

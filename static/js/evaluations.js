@@ -13,7 +13,7 @@
         labels: data.labels,
         datasets: data.series.map(function (series, n) {
           const colour = COLOURS[n % COLOURS.length];
-          return { label: series.label, data: series.data, borderColor: colour, backgroundColor: colour, spanGaps: true, pointRadius: 4 };
+          return { label: series.label, data: series.data, borderColor: colour, backgroundColor: colour, spanGaps: true, pointRadius: 4, clip: false };  // a 100% point is not cut in half
         }),
       },
       options: {

@@ -54,6 +54,7 @@ def _journey(page, live_server, width: int) -> None:
     """Directory → Sam's profile → assign → pause with a reason → resume."""
     errors = _watch_console(page)
     sam = Employee.objects.get(handle="sam-followup")
+    sam.golden_tasks.all().delete()  # with golden tasks a brief change would be a draft
     employee_update(employee=sam, actor=Actor.system("tests"), changes={"tone": "Short and kind."})
     _log_in(page, live_server, "morgan")
     page.locator('.employee-card[data-handle="sam-followup"]').get_by_role(

@@ -116,6 +116,7 @@ def _change_form_data(response) -> dict:
 def test_editing_the_brief_in_the_admin_adds_a_history_row(admin_client, superuser):
     load_demo_workforce(owner=superuser)
     ava = Employee.objects.get(handle="ava-support")
+    ava.golden_tasks.all().delete()  # with golden tasks it would be a draft (test below)
     url = reverse("admin:employees_employee_change", args=[ava.pk])
     data = _change_form_data(admin_client.get(url))
     data["goals"] = "Answer within 30 minutes."
@@ -128,6 +129,25 @@ def test_editing_the_brief_in_the_admin_adds_a_history_row(admin_client, superus
     assert latest.number == 2 and latest.author == superuser
     assert AuditEntry.objects.filter(action="employee.updated", subject_id=str(ava.pk)).exists()
     assert "Brief history (read-only)" in admin_client.get(url).text
+
+
+def test_a_brief_edit_of_an_employee_with_golden_tasks_is_saved_as_a_draft(admin_client, superuser):
+    load_demo_workforce(owner=superuser)
+    ava = Employee.objects.get(handle="ava-support")
+    assert ava.golden_tasks.exists()
+    live_goals = ava.goals
+    url = reverse("admin:employees_employee_change", args=[ava.pk])
+    data = _change_form_data(admin_client.get(url))
+    data["goals"] = "Answer within 30 minutes."
+    data["role_title"] = "Senior support agent"
+    response = admin_client.post(url, data, follow=True)
+    assert response.status_code == 200
+    assert "saved as draft v2; the live brief is unchanged" in response.text
+    ava.refresh_from_db()
+    assert ava.goals == live_goals and ava.role_title == "Senior support agent"
+    draft = ava.brief_versions.get(number=2)
+    assert draft.is_draft and draft.brief["goals"] == "Answer within 30 minutes."
+    assert AuditEntry.objects.filter(action="brief_version.drafted").exists()
 
 
 def test_a_manager_opens_a_team_to_requests_from_other_teams_in_the_admin(admin_client, superuser):

@@ -30,7 +30,8 @@ class Command(BaseCommand):
         if any(created.values()):
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Demo workforce loaded: {created['teams']} teams and {created['employees']} employees created."
+                    f"Demo workforce loaded: {created['teams']} teams, {created['employees']} "
+                    f"employees and {created['golden tasks']} golden tasks created."
                 )
             )
         else:

@@ -13,7 +13,7 @@ from employees.models import Team
 class Command(BaseCommand):
     help = (
         "Export a team as a team file: briefs, SOPs, tool grants (without secrets), duties, "
-        "working hours, budgets and knowledge. Import it with import_team."
+        "working hours, budgets, knowledge and golden tasks. Import it with import_team."
     )
 
     def add_arguments(self, parser) -> None:

@@ -54,7 +54,7 @@ def test_live_status_follows_the_work_and_the_chart_refreshes_itself(client, mem
     task, _ = task_create(employee=ivan, title="", input="Laptop", dispatch=False)
     fragment = client.get(URL, headers={"HX-Request": "true"}).text
     assert fragment.lstrip().startswith('<section id="org-chart"')
-    assert 'hx-trigger="every 5s"' in fragment
+    assert "hx-trigger=\"every 5s [document.visibilityState === 'visible']\"" in fragment
     row = fragment.split('data-handle="ivan-it"', 1)[1].split("</li>", 1)[0]
     assert "Has queued work · 1 open" in row
     task.status = "waiting_approval"

@@ -253,7 +253,10 @@ def test_a_manager_evaluates_a_draft_on_the_workers_and_the_card_follows_it(
     # While a run is going, the card polls and a second evaluation is refused.
     running = EvaluationRun.objects.create(employee=clerk, brief_version=2, model="x", cases=1)
     card = client.get("/evaluations/clerk/versions/").text
-    assert 'hx-trigger="every 3s"' in card and "0 of 1 case done" in card
+    assert (
+        "hx-trigger=\"every 3s [document.visibilityState === 'visible']\"" in card
+        and "0 of 1 case done" in card
+    )
     again = client.post("/evaluations/clerk/versions/2/evaluate/", headers={"HX-Request": "true"})
     assert f"already running (run #{running.pk})" in again.text
     running.delete()

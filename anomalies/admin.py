@@ -1,10 +1,18 @@
-"""Back office: the anomaly rules' defaults, and each employee's own setting of a rule."""
+"""Back office: the anomaly rules' defaults, each employee's own setting of a rule, and the
+pauses the rules made. Every edit goes through anomalies.services, which audits it."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from anomalies.models import RULE_PARAMETERS, EmployeeRuleOverride, RuleSettings
+from aiworkforce.admin_mixins import ReadOnlyAdminMixin
+from aiworkforce.audit import Actor
+from anomalies import services
+from anomalies.models import RULE_PARAMETERS, AnomalyPause, EmployeeRuleOverride, RuleSettings
+
+
+def _actor(request) -> Actor:
+    return Actor.for_user(request.user)
 
 
 @admin.register(RuleSettings)
@@ -33,6 +41,10 @@ class RuleSettingsAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    # The change form and the list's inline edits alike.
+    def save_model(self, request, obj, form, change) -> None:
+        services.rule_settings_update(rule_settings=obj, actor=_actor(request))
+
 
 @admin.register(EmployeeRuleOverride)
 class EmployeeRuleOverrideAdmin(admin.ModelAdmin):
@@ -50,3 +62,25 @@ class EmployeeRuleOverrideAdmin(admin.ModelAdmin):
     list_select_related = ["employee"]
     search_fields = ["employee__handle", "employee__name"]
     autocomplete_fields = ["employee"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.rule_override_save(override=obj, actor=_actor(request))
+
+    def delete_model(self, request, obj) -> None:
+        services.rule_override_delete(override=obj, actor=_actor(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        """The list's "delete selected" action: one audited removal per override."""
+        for override in queryset.select_related("employee"):
+            services.rule_override_delete(override=override, actor=_actor(request))
+
+
+@admin.register(AnomalyPause)
+class AnomalyPauseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Written by the rules' pass, kept as history."""
+
+    list_display = ["paused_at", "employee", "rule", "reason"]
+    list_filter = ["rule"]
+    list_select_related = ["employee"]
+    search_fields = ["employee__handle", "employee__name"]
+    date_hierarchy = "paused_at"

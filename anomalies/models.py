@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -93,3 +94,32 @@ class EmployeeRuleOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_rule_display()} for {self.employee}"
+
+
+class AnomalyPause(models.Model):
+    """One pause a rule made: the rule, its figures, and the pause's moment.
+
+    `paused_at` is the employee's `status_changed_at` as the pause set it: while the employee
+    is still paused at that moment, this is why it is paused (the dashboard shows it first).
+    """
+
+    employee = models.ForeignKey(
+        "employees.Employee", on_delete=models.CASCADE, related_name="anomaly_pauses"
+    )
+    rule = models.CharField(max_length=20, choices=Rule.choices)
+    figures = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    reason = models.CharField(max_length=500)
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-paused_at"]
+        verbose_name = "pause by an anomaly rule"
+        verbose_name_plural = "pauses by anomaly rules"
+        indexes = [
+            models.Index(fields=["employee", "paused_at"], name="anomaly_pause_employee_idx")
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.get_rule_display()} paused {self.employee} at {self.paused_at:%Y-%m-%d %H:%M}"
+        )

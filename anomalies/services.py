@@ -1,4 +1,5 @@
-"""Evaluating the anomaly rules: pause each employee a rule triggers for, tell its managers."""
+"""The anomaly rules: evaluating them (pause each employee a rule triggers for, tell its
+managers) and changing their settings (a rule's defaults, an employee's override), audited."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from aiworkforce.audit import Actor, audit_log
 from aiworkforce.money import format_money
 from anomalies.figures import WATCHED, Trigger, anomaly_triggers
-from anomalies.models import Rule
+from anomalies.models import AnomalyPause, EmployeeRuleOverride, Rule, RuleSettings
 from approvals.notifications import SUBJECT_PREFIX, absolute_url
 from employees.models import Employee
 from employees.selectors import managers_to_notify
@@ -110,7 +111,15 @@ def _pause(trigger: Trigger) -> Employee | None:
     reason = anomaly_reason(trigger)
     try:
         with transaction.atomic():
-            employee_pause(employee=employee, actor=ACTOR, reason=reason)
+            employee = employee_pause(employee=employee, actor=ACTOR, reason=reason)
+            # What marks this pause as the rule's while it lasts (the dashboard shows it first).
+            AnomalyPause.objects.create(
+                employee=employee,
+                rule=trigger.rule,
+                figures=trigger.figures,
+                reason=reason,
+                paused_at=employee.status_changed_at,
+            )
             audit_log(
                 action="anomaly.triggered",
                 actor=ACTOR,
@@ -136,3 +145,92 @@ def anomalies_evaluate(*, now: datetime | None = None) -> int:
             paused += 1
             _mail_managers(employee, trigger, employee.status_reason)
     return paused
+
+
+# --- the rules' settings (the back office edits them through these) ----------------------------
+
+PARAMETERS = ("enabled", "threshold", "sample", "multiplier", "floor", "window_minutes")
+
+
+def _changes(before, after, names) -> dict[str, list]:
+    """{field: [old, new]} for each field whose value differs."""
+    return {
+        name: [getattr(before, name), getattr(after, name)]
+        for name in names
+        if getattr(before, name) != getattr(after, name)
+    }
+
+
+def _values(override: EmployeeRuleOverride) -> dict:
+    """The columns an override sets (an empty one keeps the rule's default)."""
+    return {
+        name: getattr(override, name) for name in PARAMETERS if getattr(override, name) is not None
+    }
+
+
+@transaction.atomic
+def rule_settings_update(*, rule_settings: RuleSettings, actor: Actor) -> RuleSettings:
+    """Save a rule's edited defaults (never its name), audited with each change's old and new value."""
+    if rule_settings.pk is None:
+        raise ValueError("the rules' rows are written by the migration; update one of them")
+    stored = RuleSettings.objects.select_for_update().get(pk=rule_settings.pk)
+    rule_settings.rule = stored.rule
+    rule_settings.full_clean()
+    changes = _changes(stored, rule_settings, PARAMETERS)
+    if not changes:
+        return rule_settings
+    rule_settings.save(update_fields=[*changes, "updated_at"])
+    audit_log(
+        action="anomaly_rule.changed",
+        actor=actor,
+        subject=rule_settings,
+        data={"rule": rule_settings.rule, "changes": changes},
+    )
+    return rule_settings
+
+
+@transaction.atomic
+def rule_override_save(*, override: EmployeeRuleOverride, actor: Actor) -> EmployeeRuleOverride:
+    """Create or change one employee's setting of a rule, audited on the employee's trail."""
+    override.full_clean()  # the fields' limits and one override per employee and rule
+    if override.pk is None:
+        override.save()
+        audit_log(
+            action="anomaly_override.created",
+            actor=actor,
+            subject=override.employee,
+            data={"rule": override.rule, "values": _values(override)},
+        )
+        return override
+    stored = (
+        EmployeeRuleOverride.objects.select_for_update(of=("self",))
+        .select_related("employee")
+        .get(pk=override.pk)
+    )
+    changes = _changes(stored, override, ("rule", *PARAMETERS))
+    if stored.employee_id != override.employee_id:
+        changes["employee"] = [stored.employee.handle, override.employee.handle]
+    if not changes:
+        return override
+    override.save()
+    audit_log(
+        action="anomaly_override.changed",
+        actor=actor,
+        subject=override.employee,
+        data={"rule": override.rule, "changes": changes},
+    )
+    return override
+
+
+@transaction.atomic
+def rule_override_delete(*, override: EmployeeRuleOverride, actor: Actor) -> None:
+    """Remove an employee's setting of a rule: the rule's defaults apply to it again."""
+    employee, rule, values = override.employee, override.rule, _values(override)
+    if not EmployeeRuleOverride.objects.filter(pk=override.pk).delete()[0]:
+        return  # removed meanwhile by someone else, who was audited
+    audit_log(
+        action="anomaly_override.deleted",
+        actor=actor,
+        subject=employee,
+        data={"rule": rule, "values": values},
+    )

@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDay
 from django.http import Http404
 from django.utils import timezone
 
+from anomalies.selectors import anomaly_pauses_current
 from approvals.models import ApprovalRequest, ApprovalStatus, Escalation
 from approvals.selectors import approvals_pending_for, escalations_open_for
 from dashboard.aggregates import MedianDuration
@@ -126,17 +127,26 @@ class NeedsMe:
     escalations: int
     problem_tasks: list[Task]
     problem_count: int
-    paused: list[Employee]
+    paused: list[Employee]  # those an anomaly rule paused first (each with .anomaly_pause)
 
     @property
     def anything(self) -> bool:
         return bool(self.approvals or self.escalations or self.problem_count or self.paused)
 
+    @property
+    def paused_by_rule(self) -> list[Employee]:
+        return [e for e in self.paused if e.anomaly_pause is not None]
+
+    @property
+    def paused_otherwise(self) -> list[Employee]:
+        return [e for e in self.paused if e.anomaly_pause is None]
+
 
 def needs_me(user, *, employees: list[Employee], now: datetime | None = None) -> NeedsMe:
     """Approvals and escalations waiting for the person's decision (their deciding teams), and,
     among `employees` (the ones the person may see), tasks that failed lately or stopped and
-    wait for a person, and the paused employees."""
+    wait for a person, and the paused employees: those an anomaly rule paused first (the rule
+    stopped them on its own: a person should look before anything else), latest first."""
     now = now or timezone.now()
     # Among the given employees (the person's: employees_visible_to), so the plan is one index
     # range per employee on (employee, finished_at) or the status index, never a join per row.
@@ -152,7 +162,11 @@ def needs_me(user, *, employees: list[Employee], now: datetime | None = None) ->
         .order_by("-updated_at", "-pk")
     )
     paused = [e for e in employees if e.status == EmployeeStatus.PAUSED]
+    by_rule = anomaly_pauses_current(paused)
+    for employee in paused:
+        employee.anomaly_pause = by_rule.get(employee.pk)
     paused.sort(key=lambda e: e.status_changed_at or e.updated_at, reverse=True)
+    paused.sort(key=lambda e: e.anomaly_pause is None)  # stable: latest first within each
     return NeedsMe(
         approvals=approvals_pending_for(user).count(),
         escalations=escalations_open_for(user).count(),

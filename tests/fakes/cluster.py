@@ -1,6 +1,7 @@
 """A django-q2 worker cluster (`manage.py qcluster`) in its own process group, as an operator runs it.
 
-Used by the worker tests and the benchmarks.
+Used by the worker tests and the benchmarks. `command=("run_cluster", ...)` starts it under
+its supervisor instead (tasks.supervisor).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 class Cluster:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], command: tuple[str, ...] = ("qcluster",)) -> None:
         self.output: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
+            [sys.executable, str(BASE_DIR / "manage.py"), *command],
             env=env,
             cwd=BASE_DIR,
             stdout=subprocess.PIPE,
@@ -51,7 +52,10 @@ class Cluster:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # To the main process only: it stops its workers in order, in about a second. A
+            # SIGTERM to the whole group kills the sentinel at once (django-q2 leaves SIGTERM at
+            # its default there) and the main process then hangs until the kill below.
+            os.kill(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

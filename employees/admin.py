@@ -363,25 +363,18 @@ class EmployeeAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Employee, form, change: bool) -> None:
         if change:
             changes = {name: form.cleaned_data[name] for name in form.changed_data}
-            brief = {k: changes.pop(k) for k in list(changes) if k in {*BRIEF_FIELDS, "sop"}}
-            if brief and services.brief_changes_gated(obj):
-                # The live brief stays until the draft passes the golden tasks.
-                version = services.brief_version_draft(
-                    employee=obj, actor=_actor(request), user=request.user, changes=brief
-                )
-                obj.refresh_from_db(fields=list(brief))
-                self.message_user(
-                    request,
-                    f"The brief changes were saved as draft v{version.number}; the live brief "
-                    f"is unchanged. Evaluate the draft and activate it on the evaluations page "
-                    f"(./workforce manage evaluate {obj.handle} --brief-version {version.number}).",
-                    messages.WARNING,
-                )
-            else:
-                changes.update(brief)
-            services.employee_update(
+            draft = services.employee_edit(
                 employee=obj, actor=_actor(request), user=request.user, changes=changes
             )
+            if draft is not None:
+                obj.refresh_from_db(fields=[*BRIEF_FIELDS, "sop"])
+                self.message_user(
+                    request,
+                    f"The brief changes were saved as draft v{draft.number}; the live brief "
+                    f"is unchanged. Evaluate the draft and activate it on the evaluations page "
+                    f"(./workforce manage evaluate {obj.handle} --brief-version {draft.number}).",
+                    messages.WARNING,
+                )
         else:
             services.employee_create(employee=obj, actor=_actor(request), user=request.user)
 

@@ -499,6 +499,7 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
                 )
         if owner is not None:
             team.memberships.get_or_create(user=owner, defaults={"role": "manager"})
+    hired: list[Employee] = []
     for spec in EMPLOYEES:
         if Employee.objects.filter(handle=spec["fields"]["handle"]).exists():
             continue
@@ -537,7 +538,8 @@ def load_demo_workforce(*, owner=None) -> dict[str, int]:
             mailbox_set(employee=employee, address=address, allowed_senders=allowed, actor=actor)
         services.employee_transition(employee=employee, to=spec["status"], actor=actor)
         created["employees"] += 1
-    created["golden tasks"] = load_demo_golden_tasks()
+        hired.append(employee)
+    created["golden tasks"] = load_demo_golden_tasks(hired)
     return created
 
 

@@ -8,7 +8,6 @@ MCP server could not start) is left out: it could never pass.
 from __future__ import annotations
 
 from employees.models import Employee
-from evaluations.models import GoldenTask
 from evaluations.services import golden_task_create
 
 # The order desk's tools (employees.demo.LOOKUP_ORDER and REFUND_ORDER).
@@ -126,12 +125,13 @@ DEMO_GOLDEN: dict[str, list[tuple[str, str, dict]]] = {
 }
 
 
-def load_demo_golden_tasks() -> int:
-    """Give each demo employee without golden tasks its cases (once); how many were created."""
+def load_demo_golden_tasks(employees: list[Employee]) -> int:
+    """Give demo employees just created their cases; how many were created. Employees that
+    existed already are left as they are (a manager may have removed cases on purpose)."""
     created = 0
-    for employee in Employee.objects.filter(handle__in=DEMO_GOLDEN).exclude(
-        pk__in=GoldenTask.objects.values("employee")
-    ):
+    for employee in employees:
+        if employee.handle not in DEMO_GOLDEN:
+            continue
         granted = set(employee.tool_grants.values_list("tool_name", flat=True))
         for title, text, expectations in DEMO_GOLDEN[employee.handle]:
             if all(call["tool"] in granted for call in expectations.get("calls", [])):

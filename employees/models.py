@@ -320,6 +320,9 @@ class BriefVersion(models.Model):
     )
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The live version a draft was made from: activating it once another is live would undo
+    # that one's changes, so the gate asks for a reason then.
+    based_on = models.PositiveIntegerField(null=True, blank=True)
     # NULL: a draft, never live. Activating an earlier version again moves it to now.
     activated_at = models.DateTimeField(null=True, blank=True)
     activated_by = models.ForeignKey(

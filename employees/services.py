@@ -27,6 +27,7 @@ from employees.models import (
     ToolGrant,
     WorkingWindow,
 )
+from employees.selectors import active_brief_version
 from employees.validators import validate_working_windows
 from mailboxes.services import mailbox_close
 from tasks.mcp.services import grant_pin, mcp_credentials_remove_for, split_tool_name
@@ -85,12 +86,33 @@ def employee_update(
     An employee with golden tasks keeps its live brief until a draft passes them: its brief
     changes go through brief_version_draft instead (see brief_changes_gated).
     """
+    if brief_changes_gated(employee) and set(changes) & {*BRIEF_FIELDS, "sop"}:
+        raise ValueError("this employee has golden tasks: save its brief with employee_edit")
+    return _employee_update(employee=employee, actor=actor, user=user, changes=changes)
+
+
+@transaction.atomic
+def employee_edit(
+    *, employee: Employee, actor: Actor, user=None, changes: dict[str, Any]
+) -> BriefVersion | None:
+    """The back office's save: settings apply at once; brief and SOP changes of an employee
+    with golden tasks become a draft version (returned), which goes live only through
+    evaluations.activation. Decided under the employee's row lock, in one transaction."""
+    Employee.objects.select_for_update().filter(pk=employee.pk).exists()
+    brief = {name: value for name, value in changes.items() if name in {*BRIEF_FIELDS, "sop"}}
+    draft = None
+    if brief and brief_changes_gated(employee):
+        draft = brief_version_draft(employee=employee, actor=actor, user=user, changes=brief)
+        changes = {name: value for name, value in changes.items() if name not in brief}
+    _employee_update(employee=employee, actor=actor, user=user, changes=changes)
+    return draft
+
+
+def _employee_update(
+    *, employee: Employee, actor: Actor, user, changes: dict[str, Any]
+) -> Employee:
     if "status" in changes:
         raise ValueError("change the status through employee_transition, not employee_update")
-    if brief_changes_gated(employee) and set(changes) & {*BRIEF_FIELDS, "sop"}:
-        raise ValueError(
-            "this employee has golden tasks: save brief changes with brief_version_draft"
-        )
     stored = Employee.objects.select_for_update().get(pk=employee.pk)
     for name, value in changes.items():
         setattr(employee, name, value)
@@ -107,15 +129,16 @@ def employee_update(
 
 
 def _brief_version_add(
-    *, employee: Employee, user, note: str, brief=None, sop=None, live: bool = True
+    *, employee: Employee, user, note: str, live: bool = True, based_on: int | None = None
 ) -> BriefVersion:
     last = employee.brief_versions.aggregate(n=Max("number"))["n"] or 0
     person = user if getattr(user, "is_authenticated", False) else None
     return BriefVersion.objects.create(
         employee=employee,
         number=last + 1,
-        brief=employee.brief if brief is None else brief,
-        sop=employee.sop if sop is None else sop,
+        brief=employee.brief,
+        sop=employee.sop,
+        based_on=based_on,
         author=person,
         note=note[:200],
         activated_at=timezone.now() if live else None,
@@ -124,8 +147,11 @@ def _brief_version_add(
 
 
 def brief_changes_gated(employee: Employee) -> bool:
-    """Whether a brief change must pass the employee's golden tasks before it goes live."""
-    return employee.pk is not None and employee.golden_tasks.exists()
+    """Whether a brief change must pass the employee's golden tasks before it goes live: not
+    before it is hired (nothing is live yet) nor after it left."""
+    if employee.pk is None or employee.status in (EmployeeStatus.DRAFT, EmployeeStatus.OFFBOARDED):
+        return False
+    return employee.golden_tasks.exists()
 
 
 @transaction.atomic
@@ -147,11 +173,13 @@ def brief_version_draft(
     for name, value in changes.items():
         setattr(stored, name, value)
     stored.full_clean()
+    live = active_brief_version(stored)
     version = _brief_version_add(
         employee=stored,
         user=user,
         note=note or "Draft: " + ", ".join(changed),
         live=False,
+        based_on=live.number if live else None,
     )
     audit_log(
         action="brief_version.drafted",

@@ -47,7 +47,12 @@ class EvaluationRun(models.Model):
     concurrency = models.PositiveSmallIntegerField(default=1)
     cases = models.PositiveIntegerField(default=0)
     passed = models.PositiveIntegerField(default=0)
+    # What it was measured on: the golden tasks as they were (evaluations.services.golden_digest).
+    # Two versions' pass rates are compared only between runs on the same cases and model.
+    golden_digest = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
+    # NULL: queued from the page and not yet taken by a worker (a retried job finds it taken).
+    claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

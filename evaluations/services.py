@@ -20,18 +20,25 @@ from django.db.models import Max
 from django.utils import timezone
 
 from aiworkforce.audit import Actor, audit_log
-from aiworkforce.llm import OFFLINE_LABEL, offline_mode
 from employees.models import BRIEF_FIELDS, BriefVersion, Employee, EmployeeStatus
 from employees.selectors import active_brief_version
 from evaluations.expectations import ESCALATE_TOOL, Outcome, expectations_problem, failures
 from evaluations.models import CaseResult, EvaluationRun, GoldenTask
+from evaluations.selectors import evaluation_model, golden_digest
 from tasks.loop import run_task
 from tasks.models import Step, StepKind, Task, TaskSource, TaskStatus
 from tasks.services import task_cancel, task_create
 
 # Tool-call outcomes that count as "the employee called it" (what a person could approve).
 ACCEPTED = {"ok", "proposed"}
-EVALUABLE = {EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW}
+# An evaluation only proposes, so an employee may be measured before it is hired and while it
+# is paused (the way back from an anomaly pause is often a better brief, which must pass).
+EVALUABLE = {
+    EmployeeStatus.ACTIVE,
+    EmployeeStatus.SHADOW,
+    EmployeeStatus.PAUSED,
+    EmployeeStatus.DRAFT,
+}
 
 
 class EvaluationRefused(Exception):
@@ -116,31 +123,53 @@ class CaseReport:
     title: str
 
 
+def evaluable_cases(employee: Employee) -> list[GoldenTask]:
+    """The golden tasks to run, or EvaluationRefused saying why there is nothing to run."""
+    if employee.status not in EVALUABLE:
+        raise EvaluationRefused(
+            f"@{employee.handle} is {employee.get_status_display().lower()}: "
+            "an offboarded employee is not evaluated."
+        )
+    goldens = list(GoldenTask.objects.filter(employee=employee).order_by("id"))
+    if not goldens:
+        raise EvaluationRefused(f"@{employee.handle} has no golden tasks to evaluate.")
+    return goldens
+
+
 def evaluation_run(
     *,
     employee: Employee,
     brief_version: int | None = None,
     concurrency: int = 1,
     progress: Callable[[int, int, CaseResult], None] | None = None,
+    queued: EvaluationRun | None = None,
 ) -> EvaluationRun:
-    """Run every golden task of the employee in shadow and record each case's result."""
-    if employee.status not in EVALUABLE:
-        raise EvaluationRefused(
-            f"@{employee.handle} is {employee.get_status_display().lower()}: "
-            "only an active or shadow employee can be evaluated."
-        )
-    goldens = list(GoldenTask.objects.filter(employee=employee).order_by("id"))
-    if not goldens:
-        raise EvaluationRefused(f"@{employee.handle} has no golden tasks to evaluate.")
+    """Run every golden task of the employee in shadow and record each case's result.
+
+    `queued` is a run the page queued (evaluation_queue): it is taken once, so a job that
+    django-q2 delivers again finds it taken and runs nothing.
+    """
+    goldens = evaluable_cases(employee)
+    if queued is not None:
+        brief_version = queued.brief_version
     version = brief_version_for(employee=employee, number=brief_version)
     concurrency = max(1, min(concurrency, len(goldens)))
-    run = EvaluationRun.objects.create(
-        employee=employee,
-        brief_version=version.number if version else None,
-        model=OFFLINE_LABEL if offline_mode() else employee.model_name or settings.DEFAULT_MODEL,
-        concurrency=concurrency,
-        cases=len(goldens),
-    )
+    measured = {
+        "brief_version": version.number if version else None,
+        "model": evaluation_model(employee),
+        "concurrency": concurrency,
+        "cases": len(goldens),
+        "golden_digest": golden_digest(goldens),
+    }
+    if queued is None:
+        run = EvaluationRun.objects.create(employee=employee, claimed_at=timezone.now(), **measured)
+    else:
+        taken = EvaluationRun.objects.filter(pk=queued.pk, claimed_at__isnull=True).update(
+            claimed_at=timezone.now(), **measured
+        )
+        if not taken:
+            raise EvaluationRefused(f"Evaluation run #{queued.pk} was taken already.")
+        run = EvaluationRun.objects.get(pk=queued.pk)
     results: list[CaseResult] = []
 
     def done(result: CaseResult) -> None:
@@ -260,36 +289,42 @@ def evaluation_running(employee: Employee) -> EvaluationRun | None:
     )
 
 
-def evaluation_queue(*, employee: Employee, brief_version: int, user) -> None:
-    """Run the golden tasks against one version on the worker cluster (the page's button)."""
+def evaluation_queue(*, employee: Employee, brief_version: int, user) -> EvaluationRun:
+    """Queue a run of the golden tasks against one version for the worker cluster (the page's
+    button). One at a time per employee: the run row is written here, under the employee's
+    lock, so a second click finds it."""
     from django_q.tasks import async_task  # as tasks.services does: not at app loading
 
-    if employee.status not in EVALUABLE:
-        raise EvaluationRefused(
-            f"@{employee.handle} is {employee.get_status_display().lower()}: "
-            "only an active or shadow employee can be evaluated."
+    with transaction.atomic():
+        employee = Employee.objects.select_for_update().get(pk=employee.pk)
+        goldens = evaluable_cases(employee)
+        version = brief_version_for(employee=employee, number=brief_version)
+        running = evaluation_running(employee)
+        if running is not None:
+            raise EvaluationRefused(
+                f"An evaluation of @{employee.handle} is already running (run #{running.pk}); "
+                "wait for it to finish."
+            )
+        run = EvaluationRun.objects.create(
+            employee=employee,
+            brief_version=version.number,
+            model=evaluation_model(employee),
+            concurrency=PAGE_CONCURRENCY,
+            cases=len(goldens),
+            golden_digest=golden_digest(goldens),
         )
-    if not GoldenTask.objects.filter(employee=employee).exists():
-        raise EvaluationRefused(f"@{employee.handle} has no golden tasks to evaluate.")
-    brief_version_for(employee=employee, number=brief_version)  # refuses an unknown one
-    running = evaluation_running(employee)
-    if running is not None:
-        raise EvaluationRefused(
-            f"An evaluation of @{employee.handle} is already running (run #{running.pk}); "
-            "wait for it to finish."
+        audit_log(
+            action="evaluation.requested",
+            actor=Actor.for_user(user),
+            subject=employee,
+            data={"handle": employee.handle, "version": version.number, "run": run.pk},
         )
-    audit_log(
-        action="evaluation.requested",
-        actor=Actor.for_user(user),
-        subject=employee,
-        data={"handle": employee.handle, "version": brief_version},
-    )
-    transaction.on_commit(
-        lambda: async_task(
-            "evaluations.jobs.evaluate",
-            employee.pk,
-            brief_version,
-            task_name=f"evaluate {employee.handle} v{brief_version}",
-            group="evaluations",
+        transaction.on_commit(
+            lambda: async_task(
+                "evaluations.jobs.evaluate",
+                run.pk,
+                task_name=f"evaluate {employee.handle} v{version.number}",
+                group="evaluations",
+            )
         )
-    )
+    return run

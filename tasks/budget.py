@@ -19,11 +19,12 @@ from aiworkforce.llm import model_info, price_for
 from aiworkforce.llm.capabilities import known_context_window
 from aiworkforce.llm.pricing import MILLION
 from employees.models import EmployeeStatus
-from tasks.models import DailySpend, Task, TaskStatus
+from tasks.models import DailySpend, Task, TaskSource, TaskStatus
 from tasks.settlement import settle, settle_write
-from tasks.steps import Carry, loop_cursor, named_ctes
+from tasks.steps import MAY_WORK_SQL, Carry, loop_cursor, named_ctes
 
 ACTING = (EmployeeStatus.ACTIVE, EmployeeStatus.SHADOW)
+MEASURABLE = (EmployeeStatus.PAUSED, EmployeeStatus.DRAFT)  # by an evaluation: MAY_WORK_SQL
 # The money columns' precision: a reservation is rounded up to it, so what is added to a
 # column is exactly what is later taken off it (no $0.000001 left reserved per call).
 MONEY_PLACES = Decimal("0.000001")
@@ -212,7 +213,7 @@ RESERVE_CTES = """
 rsv_task AS (
     SELECT t.id FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id
     WHERE t.id = %(rsv_task)s AND t.status = 'running' AND t.lease_owner = %(rsv_worker)s
-      AND e.status IN ('active', 'shadow')
+      AND {may_work}
       AND t.cost + t.reserved_cost + t.descendants_cost + %(rsv_amount)s <= %(rsv_task_limit)s
     FOR UPDATE OF t
 ), rsv_root AS (
@@ -237,7 +238,7 @@ rsv_task AS (
     UPDATE tasks_task SET descendants_cost = descendants_cost + %(rsv_amount)s
     WHERE id = %(rsv_root)s AND EXISTS (SELECT 1 FROM rsv_day)
     RETURNING 1
-)"""
+)""".replace("{may_work}", MAY_WORK_SQL)
 
 
 def _why_not(task: Task, worker: str, amount: Decimal, task_limit: Decimal, day: date):
@@ -250,7 +251,8 @@ def _why_not(task: Task, worker: str, amount: Decimal, task_limit: Decimal, day:
     )
     if row is None or row["status"] != TaskStatus.RUNNING or row["lease_owner"] != worker:
         return NotOurs(employee_status=None)
-    if row["employee__status"] not in ACTING:
+    evaluating = task.source == TaskSource.EVALUATION and row["employee__status"] in MEASURABLE
+    if row["employee__status"] not in ACTING and not evaluating:
         return NotOurs(employee_status=row["employee__status"])
     spent = row["cost"] + row["descendants_cost"]
     if spent + row["reserved_cost"] + amount > task_limit:

@@ -33,6 +33,13 @@ STEP_INSERT = (
 Part = tuple[str, str, list]  # (name, SQL, parameters) of one CTE
 Carry = tuple[Step, list[Part]]  # a step not yet written, and its statement's parts
 
+# Who may take a step: an active or shadow employee; and a golden-task evaluation also while
+# its employee is paused or not hired yet, because it only proposes (evaluations/services.py).
+MAY_WORK_SQL = (
+    "(e.status IN ('active', 'shadow') "
+    "OR (t.source = 'evaluation' AND e.status IN ('paused', 'draft')))"
+)
+
 # Guards: a step is written only while its worker still holds the task ("owned"), and a step
 # that acts on the world only while the employee may still act ("acting"). The row lock makes
 # a concurrent cancel or pause wait for the statement, never slip in between.
@@ -44,8 +51,8 @@ GUARDS = {
     "acting": (
         "SELECT t.id FROM tasks_task t JOIN employees_employee e ON e.id = t.employee_id "
         "WHERE t.id = %s AND t.status = 'running' AND t.lease_owner = %s "
-        "AND e.status IN ('active', 'shadow') FOR UPDATE OF t"
-    ),
+        "AND {may_work} FOR UPDATE OF t"
+    ).replace("{may_work}", MAY_WORK_SQL),
 }
 GUARDED = "EXISTS (SELECT 1 FROM guard)"
 

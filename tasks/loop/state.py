@@ -182,6 +182,8 @@ class Turn:
         employee = self.task.employee
         status = status or employee.status
         employee.status = status
+        if self.evaluating and status != EmployeeStatus.OFFBOARDED:
+            return  # it only proposes: a paused or draft brief may be measured (evaluations)
         if status == EmployeeStatus.PAUSED:
             self.park(TaskStatus.PAUSED, f"{employee.name} was paused.")
         if status in (EmployeeStatus.OFFBOARDED, EmployeeStatus.DRAFT):

@@ -13,10 +13,10 @@ from django_q.models import OrmQ
 from aiworkforce.audit import Actor
 from aiworkforce.models import AuditEntry
 from employees.models import BriefVersion, EmployeeStatus, TeamRole
-from employees.services import brief_version_draft, employee_update
+from employees.services import brief_changes_gated, brief_version_draft, employee_update
 from evaluations.activation import ActivationRefused, brief_version_activate
 from evaluations.jobs import evaluate as evaluate_job
-from evaluations.models import EvaluationRun
+from evaluations.models import CaseResult, EvaluationRun
 from evaluations.services import evaluation_run, golden_task_create
 from tests.factories import EmployeeFactory, MembershipFactory, ToolGrantFactory, UserFactory
 
@@ -87,7 +87,7 @@ def test_a_brief_change_of_an_employee_with_golden_tasks_is_a_draft(clerk):
     assert clerk.sop == [REPLY_STEP]  # the live brief is untouched
     entry = AuditEntry.objects.get(action="brief_version.drafted")
     assert entry.data == {"handle": "clerk", "version": 2, "fields": ["sop"]}
-    with pytest.raises(ValueError, match="brief_version_draft"):
+    with pytest.raises(ValueError, match="employee_edit"):
         employee_update(employee=clerk, actor=ACTOR, changes={"sop": [THINK_STEP]})
 
 
@@ -105,7 +105,7 @@ def test_a_draft_that_was_never_evaluated_is_refused_with_the_command(offline, c
     version = draft(clerk, [REPLY_STEP, THINK_STEP])
     with pytest.raises(ActivationRefused) as refused:
         activate(clerk, version)
-    assert "Evaluate v2 first: ./workforce manage evaluate clerk --brief-version 2" in str(
+    assert "Evaluate v2 first (./workforce manage evaluate clerk --brief-version 2)" in str(
         refused.value
     )
     assert not AuditEntry.objects.filter(action="brief_version.activated").exists()
@@ -241,29 +241,109 @@ def test_a_manager_evaluates_a_draft_on_the_workers_and_the_card_follows_it(
 ):
     draft(clerk, [REPLY_STEP, THINK_STEP])
     client.force_login(manager)
+    url = "/evaluations/clerk/versions/2/evaluate/"
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            "/evaluations/clerk/versions/2/evaluate/", headers={"HX-Request": "true"}
-        )
-    assert response.status_code == 200 and "data-queued" in response.text
-    (job,) = OrmQ.objects.all()
-    assert (job.task["func"], job.task["args"]) == ("evaluations.jobs.evaluate", (clerk.pk, 2))
-    assert AuditEntry.objects.filter(action="evaluation.requested").exists()
-
-    # While a run is going, the card polls and a second evaluation is refused.
-    running = EvaluationRun.objects.create(employee=clerk, brief_version=2, model="x", cases=1)
-    card = client.get("/evaluations/clerk/versions/").text
+        response = client.post(url, headers={"HX-Request": "true"})
     assert (
-        "hx-trigger=\"every 3s [document.visibilityState === 'visible']\"" in card
-        and "0 of 1 case done" in card
+        response.status_code == 200
+        and "is queued and starts when a worker is free" in response.text
     )
-    again = client.post("/evaluations/clerk/versions/2/evaluate/", headers={"HX-Request": "true"})
-    assert f"already running (run #{running.pk})" in again.text
-    running.delete()
+    assert "every 3s [document.visibilityState === 'visible']" in response.text  # it polls
+    (queued,) = EvaluationRun.objects.all()
+    (job,) = OrmQ.objects.all()
+    assert (job.task["func"], job.task["args"]) == ("evaluations.jobs.evaluate", (queued.pk,))
+    assert AuditEntry.objects.get(action="evaluation.requested").data["run"] == queued.pk
 
-    assert evaluate_job(clerk.pk, 2).endswith(": 1/1 passed")
+    # A second click while it waits or runs queues nothing.
+    again = client.post(url, headers={"HX-Request": "true"})
+    assert f"already running (run #{queued.pk})" in again.text
+    assert OrmQ.objects.count() == 1 and EvaluationRun.objects.count() == 1
+
+    assert evaluate_job(queued.pk) == f"run #{queued.pk}: 1/1 passed"
+    # django-q2 may deliver a job again (a worker killed at its timeout): nothing runs twice.
+    assert evaluate_job(queued.pk).startswith(f"refused: Evaluation run #{queued.pk} was taken")
+    assert CaseResult.objects.count() == 1
     card = client.get("/evaluations/clerk/versions/").text
     assert "every 3s" not in card and "Passes 1/1 (100%)" in card
+
+
+def test_a_live_version_never_evaluated_must_be_evaluated_before_the_comparison(offline, clerk):
+    zero = draft(clerk, [THINK_STEP])
+    evaluation_run(employee=clerk, brief_version=2)  # 0/1, and v1 has no run at all
+    with pytest.raises(ActivationRefused, match=r"Evaluate the live v1 too.*--brief-version 1"):
+        activate(clerk, zero)
+    evaluation_run(employee=clerk, brief_version=1)
+    with pytest.raises(ActivationRefused, match="below the live v1"):
+        activate(clerk, zero)
+
+
+def test_runs_on_other_golden_tasks_or_another_model_are_not_compared(offline, clerk, settings):
+    evaluation_run(employee=clerk)  # v1: 1/1
+    same = draft(clerk, [REPLY_STEP, THINK_STEP])
+    evaluation_run(employee=clerk, brief_version=2)  # 1/1
+    golden_task_create(
+        employee=clerk,
+        title="New case",
+        input="Tell bob@example.com his order shipped.",
+        expectations={"escalates": True},
+    )
+    with pytest.raises(ActivationRefused, match="Evaluate v2 again: the golden tasks or the model"):
+        activate(clerk, same)
+    evaluation_run(employee=clerk, brief_version=2)  # 1/2 on the new set
+    with pytest.raises(ActivationRefused, match="Evaluate the live v1 too"):
+        activate(clerk, same)
+    evaluation_run(employee=clerk, brief_version=1)  # 1/2 as well: equal, so it may go live
+    activate(clerk, same)
+    clerk.refresh_from_db()
+    assert clerk.sop == [REPLY_STEP, THINK_STEP]
+
+
+def test_a_draft_made_from_an_older_live_version_would_undo_the_newer_one(offline, clerk):
+    evaluation_run(employee=clerk)
+    tone = brief_version_draft(employee=clerk, actor=ACTOR, changes={"tone": "Warm."})
+    goals = brief_version_draft(employee=clerk, actor=ACTOR, changes={"goals": "Be quick."})
+    assert tone.based_on == goals.based_on == 1
+    for number in (2, 3):
+        evaluation_run(employee=clerk, brief_version=number)
+    activate(clerk, tone)
+    with pytest.raises(ActivationRefused, match="drafted from v1, but v2 is live now"):
+        activate(clerk, goals)
+    activate(clerk, goals, reason="Tone change is reverted on purpose, goals matter more.")
+    clerk.refresh_from_db()
+    assert clerk.goals == "Be quick." and clerk.tone != "Warm."
+
+
+def test_a_version_that_no_longer_validates_is_refused_not_a_500(offline, client, clerk, manager):
+    BriefVersion.objects.create(employee=clerk, number=2, brief={}, sop=[{"no_text": 1}])
+    client.force_login(manager)
+    response = client.post(
+        "/evaluations/clerk/versions/2/activate/",
+        {"override_reason": "Going back to an old brief on purpose."},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200 and "v2 is no longer a valid brief" in response.text
+    clerk.refresh_from_db()
+    assert clerk.sop == [REPLY_STEP]
+
+
+def test_a_paused_employee_s_fix_passes_the_gate_and_a_draft_employee_is_not_gated(offline, clerk):
+    clerk.status = EmployeeStatus.PAUSED  # say, by an anomaly rule
+    clerk.save()
+    evaluation_run(employee=clerk)
+    fix = draft(clerk, [REPLY_STEP, THINK_STEP])
+    evaluation_run(employee=clerk, brief_version=2)
+    activate(clerk, fix)
+    clerk.refresh_from_db()
+    assert clerk.sop == [REPLY_STEP, THINK_STEP] and clerk.status == EmployeeStatus.PAUSED
+
+    newcomer = EmployeeFactory(handle="newcomer", status=EmployeeStatus.DRAFT)
+    golden_task_create(
+        employee=newcomer, title="Case", input="Say hi.", expectations={"escalates": False}
+    )
+    assert not brief_changes_gated(newcomer)
+    employee_update(employee=newcomer, actor=ACTOR, changes={"tone": "Warm."})
+    newcomer.refresh_from_db()
+    assert newcomer.tone == "Warm."
 
 
 # --- the command (the back office's drafts: tests/employees/test_admin.py) -----------------------------------------------------------

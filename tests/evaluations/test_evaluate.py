@@ -142,12 +142,17 @@ def test_no_golden_tasks_exit_2(offline, clerk):
     assert code == 2 and "has no golden tasks" in error
 
 
-def test_a_paused_employee_is_not_evaluated(offline, clerk):
+def test_a_paused_employee_is_evaluated_and_an_offboarded_one_is_not(offline, clerk):
     golden(clerk)
-    clerk.status = EmployeeStatus.PAUSED
+    clerk.status = EmployeeStatus.PAUSED  # e.g. by an anomaly rule: a better brief must pass
+    clerk.save()
+    code, out, _ = evaluate("clerk")
+    assert code == 0, out
+    assert_nothing_happened()
+    clerk.status = EmployeeStatus.OFFBOARDED
     clerk.save()
     code, _, error = evaluate("clerk")
-    assert code == 2 and "only an active or shadow employee" in error
+    assert code == 2 and "an offboarded employee is not evaluated" in error
 
 
 def test_against_the_endpoint_nothing_is_executed_or_asked(model_server, clerk):

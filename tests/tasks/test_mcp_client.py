@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import re
 import select
@@ -36,6 +37,7 @@ from tests.fakes.mcp_servers import (
     CHANGED_DESCRIPTION,
     INJECTION,
     SCREENSHOT_TEXT,
+    SCRIPT,
     free_port,
     http_server,
     http_spec,
@@ -87,14 +89,22 @@ def sink_lines(path) -> list[dict]:
 
 
 def wait_until_gone(pid: int, within: float) -> bool:
+    """Whether the process ended within the time. A zombie has ended: a server that exits while
+    no request runs the client's loop is reaped by the next request."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not is_running(pid):
             return True
         time.sleep(0.05)
     return False
+
+
+def is_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # --- listing ----------------------------------------------------------------------------------
@@ -227,11 +237,46 @@ def test_calls_from_eight_threads_at_once_share_one_session(sink_dir):
     assert len({line["pid"] for line in lines}) == 1  # eight racing callers, one server started
 
 
+def test_a_slow_call_in_one_thread_does_not_hold_up_another_threads_call(spec):
+    slowpoke = stdio_spec(name="slowpoke")
+    server_pid(slowpoke)
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(call, slowpoke, "sleep", seconds=2, timeout=10)
+        time.sleep(0.3)  # under way: its thread runs the client's loop while it waits
+        started = time.monotonic()
+        quick = call(spec, "lookup_order", order_id="A-7")
+        took = time.monotonic() - started
+        still_sleeping = not slow.done()
+
+    assert quick.text.startswith("Order A-7:")
+    assert took < 1.5 and still_sleeping
+    assert slow.result().text.startswith("Slept 2.0 s")
+
+
+def test_a_call_waiting_behind_another_threads_call_goes_on_when_that_one_is_done():
+    relay = stdio_spec(name="relay")
+    pid = server_pid(relay)
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(call, relay, "sleep", seconds=0.5, timeout=30)
+        time.sleep(0.2)
+        started = time.monotonic()
+        second = call(relay, "sleep", seconds=1.5, timeout=30)
+        took = time.monotonic() - started
+
+    assert first.result().text == f"Slept 0.5 s in process {pid}."
+    assert second.text == f"Slept 1.5 s in process {pid}."  # one session for both threads
+    # Nobody ran the loop for the second call once the first thread was done with it: the
+    # second took it over (else it would have waited out its 30 s and more).
+    assert took < 5
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 
 def test_a_crash_mid_call_is_unavailable_and_the_next_call_reconnects(caplog):
-    caplog.set_level(logging.DEBUG, logger="tasks.mcp.client")
+    caplog.set_level(logging.DEBUG, logger="tasks.mcp")
     crashy = stdio_spec(name="crashy")
     before = server_pid(crashy)
 
@@ -394,6 +439,31 @@ def test_a_forked_child_gets_its_own_session_and_leaves_the_parents_alone():
     assert "error" not in report, report
     assert report["server"] != parent_server  # the child started a server of its own
     assert server_pid(forked) == parent_server  # and never touched the parent's
+
+
+def _call_from_a_worker(spec: ServerSpec) -> None:
+    call(spec, "lookup_order", order_id="A-1")  # then the worker process ends
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_worker_process_closes_its_sessions_when_it_exits(tmp_path):
+    """A django-q2 worker is a multiprocessing child, which runs no atexit hooks. Its server
+    here survives the end of its stdin (the shell sleeps on), so only a close stops it."""
+    pid_file = tmp_path / "server.pid"
+    stubborn = ServerSpec(
+        name="stubborn",
+        transport="stdio",
+        command="/bin/sh",
+        args=("-c", f'echo $$ > "{pid_file}"; "{sys.executable}" "{SCRIPT}" stdio; sleep 60'),
+    )
+    worker = multiprocessing.get_context("fork").Process(
+        target=_call_from_a_worker, args=(stubborn,)
+    )
+    worker.start()
+    worker.join(30)
+
+    assert worker.exitcode == 0
+    assert wait_until_gone(int(pid_file.read_text()), within=10)
 
 
 def test_a_session_left_idle_is_closed(monkeypatch):

@@ -345,7 +345,13 @@ OPENAI_TOKEN_PARAMETER = env_choice(
 MAX_STEPS_PER_TASK = env_int("MAX_STEPS_PER_TASK", 25, minimum=1)  # model calls per task
 LOOP_BREAKER_REPEATS = env_int("LOOP_BREAKER_REPEATS", 3, minimum=2)  # same call, same arguments
 LOOP_BREAKER_ERRORS = env_int("LOOP_BREAKER_ERRORS", 3, minimum=2)  # consecutive tool errors
-TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 300, minimum=1)
+# A running task's lease: its worker renews it every TASK_LEASE_RENEW_SECONDS (at least three
+# times a lease) while the loop runs, so a killed worker's task is taken over within the lease.
+TASK_LEASE_SECONDS = env_int("TASK_LEASE_SECONDS", 20, minimum=1)
+TASK_LEASE_RENEW_SECONDS = env_int("TASK_LEASE_RENEW_SECONDS", 5, minimum=1)
+# The cluster supervisor (run_cluster) restarts the cluster when work has waited this long while
+# none of its workers ran a job (and a probe job did not run either).
+CLUSTER_STALL_SECONDS = env_int("CLUSTER_STALL_SECONDS", 15, minimum=2)
 # How many tasks one worker process runs at once (threads; they mostly wait for the model).
 TASKS_PER_WORKER = env_int("TASKS_PER_WORKER", 1, minimum=1)
 HTTP_TOOL_MAX_BYTES = env_int("HTTP_TOOL_MAX_BYTES", 100_000, minimum=1)
@@ -402,7 +408,8 @@ _options["options"] = (
 # --- Worker cluster (django-q2) ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 Q_CLUSTER = {
-    "name": "aiworkforce",
+    # Clusters with the same name and REDIS_URL share one queue: one per machine, any number.
+    "name": env_str("Q_CLUSTER_NAME") or "aiworkforce",
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": env_int("Q_TIMEOUT", 600, minimum=1),
     "retry": env_int("Q_RETRY", 720, minimum=2),
@@ -418,6 +425,10 @@ if Q_CLUSTER["timeout"] >= Q_CLUSTER["retry"]:
     raise ImproperlyConfigured("Q_TIMEOUT must be lower than Q_RETRY, or a slow job runs twice.")
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # A cluster takes from the shared queue only what its workers start soon: the other
+    # machines get the rest, and a machine that dies takes few jobs with it (their tasks are
+    # dispatched again by run_due a minute later; nothing is run twice, tasks are claimed).
+    Q_CLUSTER["queue_limit"] = env_int("Q_QUEUE_LIMIT", 2 * Q_CLUSTER["workers"], minimum=1)
 else:
     Q_CLUSTER["orm"] = "default"
 

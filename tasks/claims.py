@@ -167,6 +167,19 @@ def _waiting_to_run(task_id: int) -> bool:
     )
 
 
+def expired_leases(*, limit: int) -> list[int]:
+    """Running tasks whose worker stopped renewing its lease (it died), longest expired first.
+
+    Their runs were queued again, behind every job queued since: a worker starting a job takes
+    one of these over first, so a dead worker's task resumes soon even when the queue is long.
+    """
+    return list(
+        Task.objects.filter(status=TaskStatus.RUNNING, lease_expires_at__lt=timezone.now())
+        .order_by("lease_expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 @dataclass(frozen=True)
 class Claim:
     """A task taken by a worker: the task (with employee and team), its new run, its grants."""

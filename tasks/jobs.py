@@ -15,7 +15,9 @@ logger = logging.getLogger(__name__)
 def run_task(task_id: int) -> str | int | None:
     """Run a task until it finishes or parks; a task another worker holds is left alone.
 
-    With TASKS_PER_WORKER above 1 the job also runs other queued tasks next to it.
+    A task whose worker died (its lease ran out) is taken over first: its run was queued
+    again behind every job queued since. With TASKS_PER_WORKER above 1 the job also runs other
+    queued tasks next to it (those first, too).
     """
     from django.conf import settings
 
@@ -23,8 +25,12 @@ def run_task(task_id: int) -> str | int | None:
         from tasks.runner import run_with_companions
 
         return run_with_companions(task_id, concurrency=settings.TASKS_PER_WORKER)
+    from tasks.claims import expired_leases
     from tasks.loop import run_task as loop_run_task
 
+    for abandoned in expired_leases(limit=1):
+        if abandoned != task_id:
+            loop_run_task(abandoned)
     return loop_run_task(task_id)
 
 
@@ -103,3 +109,8 @@ def deliver_email(outbox_id: int) -> str:
 def notify_outbox_failed(outbox_id: int) -> str:
     """Tell the task's managers, once, that one of its emails was given up."""
     return outbox_notify_managers(outbox_id=outbox_id)
+
+
+def cluster_probe() -> str:
+    """Nothing: the cluster supervisor queues it to see whether a worker still starts jobs."""
+    return "ok"

@@ -15,6 +15,7 @@ from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
 
+from tasks.claims import expired_leases
 from tasks.loop import run_task
 from tasks.models import Task, TaskStatus
 
@@ -27,13 +28,15 @@ def _run_in_thread(task_id: int) -> str | None:
 
 
 def _runnable_ids(limit: int, exclude: set[int]) -> list[int]:
+    """Tasks whose worker died first (their runs wait behind the queue), then queued ones."""
     now = timezone.now()
-    return list(
+    abandoned = [pk for pk in expired_leases(limit=limit) if pk not in exclude]
+    return abandoned + list(
         Task.objects.filter(status=TaskStatus.QUEUED)
         .filter(Q(due_at__isnull=True) | Q(due_at__lte=now))
         .exclude(pk__in=exclude)
         .order_by("-priority", "created_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", flat=True)[: limit - len(abandoned)]
     )
 
 

@@ -21,8 +21,9 @@ from employees.memory.recall import memory_recall
 from employees.memory.selectors import memories_still_visible
 from employees.models import ToolPolicy
 from tasks import services
-from tasks.claims import task_claim, worker_id
+from tasks.claims import Claim, task_claim, worker_id
 from tasks.context import rebuild, system_prompt
+from tasks.leases import lease_heartbeat
 from tasks.loop.delegation import report_to_parent, wait_for_children
 from tasks.loop.model import call_model
 from tasks.loop.state import Parked, StepCallback, Turn
@@ -49,6 +50,18 @@ def run_task(
     claim = task_claim(task_id=task_id, worker=worker)
     if claim is None:
         return None
+    # Renewed while the run goes on (a long model call included), so a killed worker's task is
+    # taken over within TASK_LEASE_SECONDS, never in the middle of a live one.
+    with lease_heartbeat(task_id=task_id, worker=worker):
+        return _run_claimed(claim, worker, on_step, prepare)
+
+
+def _run_claimed(
+    claim: Claim,
+    worker: str,
+    on_step: StepCallback | None,
+    prepare: Callable[[Task], None] | None,
+) -> str | None:
     task, run = claim.task, claim.run
     if prepare is not None:
         prepare(task)

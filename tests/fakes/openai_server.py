@@ -39,6 +39,7 @@ import math
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -238,6 +239,12 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024
     fake: FakeOpenAIServer
     connections: set[socket.socket]
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away (a worker killed mid-call, by the fault benchmark) is
+        # nothing to print a traceback for; anything else still is.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeOpenAIServer:

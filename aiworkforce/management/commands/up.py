@@ -158,7 +158,8 @@ class Command(BaseCommand):
             env=env,
             start_new_session=True,
         )
-        workers = subprocess.Popen([*manage, "qcluster"], env=env, start_new_session=True)
+        # The cluster under its supervisor (restarted when it stalls; tasks.supervisor).
+        workers = subprocess.Popen([*manage, "run_cluster"], env=env, start_new_session=True)
         children = [web, workers]
         stopping = False
 

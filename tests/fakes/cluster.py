@@ -6,6 +6,7 @@ its supervisor instead (tasks.supervisor).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,7 +31,11 @@ class Cluster:
             start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
+        try:
+            self.wait_for(lambda: any("running." in line for line in self.output), "cluster start")
+        except AssertionError:
+            self.kill()  # a cluster that never said it runs is not left behind
+            raise
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -47,7 +52,8 @@ class Cluster:
         raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-40:])}")
 
     def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # gone already
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
     def stop(self) -> None:

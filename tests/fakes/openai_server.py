@@ -247,12 +247,15 @@ class _HTTPServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+DEFAULT_REPLY = reply(content="Done.")
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible endpoint on 127.0.0.1, scripted with ``enqueue``."""
 
     def __init__(self, port: int = 0) -> None:
         self.port = port
-        self.default: Response = reply(content="Done.")
+        self.default: Response = DEFAULT_REPLY
         self.requests: list[dict[str, Any]] = []
         self.reasoning_models: set[str] = set()
         self.refused_parameters: set[str] = set()
@@ -300,9 +303,10 @@ class FakeOpenAIServer:
             self._queue.extend(responses)
 
     def reset(self) -> None:
-        """Clear the queue, the recorded requests and the endpoint's refusals (tool call ids
-        keep counting)."""
+        """Clear the queue, the recorded requests and the endpoint's refusals, and answer
+        "Done." again when the queue is empty (tool call ids keep counting)."""
         with self._lock:
+            self.default = DEFAULT_REPLY
             self._queue.clear()
             self.requests.clear()
             self.reasoning_models = set()

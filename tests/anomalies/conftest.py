@@ -15,9 +15,9 @@ from django_q.models import OrmQ, Schedule  # noqa: E402
 from employees.models import TeamRole  # noqa: E402
 from tasks.models import Task, TaskStatus  # noqa: E402
 from tests.aiworkforce.helpers import clean_env  # noqa: E402
-from tests.anomalies.workers import database_url_for_workers, wait_for  # noqa: E402
+from tests.anomalies.workers import wait_for  # noqa: E402
 from tests.factories import MembershipFactory, TeamFactory, UserFactory  # noqa: E402
-from tests.fakes.cluster import Cluster  # noqa: E402
+from tests.fakes.cluster import Cluster, database_url_for_workers  # noqa: E402
 from tests.fakes.smtp_server import FakeSMTPServer  # noqa: E402
 
 

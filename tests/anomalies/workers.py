@@ -4,10 +4,8 @@ rules' job, hiring, and what they check after a pause (the fixtures are in conft
 from __future__ import annotations
 
 import time
-import urllib.parse
 from collections.abc import Callable
 
-from django.db import connection
 from django.urls import reverse
 from django_q.models import Success
 from django_q.tasks import async_task
@@ -21,15 +19,6 @@ from tests.factories import EmployeeFactory
 from tests.fakes.cluster import Cluster
 
 EVALUATE = "anomalies.jobs.evaluate_rules"
-
-
-def database_url_for_workers() -> str:
-    params = connection.get_connection_params()
-    host = urllib.parse.quote(params["host"], safe="")
-    port = f":{params['port']}" if params.get("port") else ""
-    user = urllib.parse.quote(params.get("user") or "")
-    password = urllib.parse.quote(params.get("password") or "")
-    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
 
 
 def wait_for(condition: Callable[[], bool], what: str, cluster: Cluster, timeout: float = 20):

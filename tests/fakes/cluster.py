@@ -18,6 +18,20 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+def database_url_for_workers() -> str:
+    """The test database's URL, for worker processes started from a test."""
+    import urllib.parse
+
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    host = urllib.parse.quote(params["host"], safe="")
+    port = f":{params['port']}" if params.get("port") else ""
+    user = urllib.parse.quote(params.get("user") or "")
+    password = urllib.parse.quote(params.get("password") or "")
+    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
+
+
 class Cluster:
     def __init__(self, env: dict[str, str], command: tuple[str, ...] = ("qcluster",)) -> None:
         self.output: list[str] = []

@@ -5,24 +5,13 @@ a minute."""
 
 from __future__ import annotations
 
-import urllib.parse
-
 import pytest
-from django.db import connection
 
 from benchmarks.faults import run_faults
 from tests.aiworkforce.helpers import clean_env
+from tests.fakes.cluster import database_url_for_workers as _test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _test_database_url() -> str:
-    params = connection.get_connection_params()
-    host = urllib.parse.quote(params["host"], safe="")
-    port = f":{params['port']}" if params.get("port") else ""
-    user = urllib.parse.quote(params.get("user") or "")
-    password = urllib.parse.quote(params.get("password") or "")
-    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
 
 
 def test_killing_workers_at_random_loses_nothing_and_does_nothing_twice(model_server, tmp_path):

@@ -10,12 +10,10 @@ import platform
 import signal
 import subprocess
 import time
-import urllib.parse
 from pathlib import Path
 
 import psutil
 import pytest
-from django.db import connection
 
 from aiworkforce.models import AuditEntry
 from employees.models import ToolPolicy
@@ -24,6 +22,7 @@ from tasks.models import Run, Step, StepKind, Task, TaskStatus
 from tests.aiworkforce.helpers import clean_env
 from tests.factories import EmployeeFactory, ToolGrantFactory, assigned_task
 from tests.fakes.cluster import Cluster
+from tests.fakes.cluster import database_url_for_workers as _test_database_url
 from tests.fakes.openai_server import delay, dynamic, reply
 from tests.fakes.smtp_server import FakeSMTPServer
 
@@ -31,15 +30,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # The system call a process blocked reading a pipe is in (/proc/PID/syscall).
 READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}.get(platform.machine())
-
-
-def _test_database_url() -> str:
-    params = connection.get_connection_params()
-    host = urllib.parse.quote(params["host"], safe="")
-    port = f":{params['port']}" if params.get("port") else ""
-    user = urllib.parse.quote(params.get("user") or "")
-    password = urllib.parse.quote(params.get("password") or "")
-    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.parse
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 
 from employees.models import ToolPolicy
 from tasks.loop import run_task
@@ -28,19 +27,11 @@ from tasks.services import task_create
 from tests.aiworkforce.helpers import clean_env
 from tests.factories import EmployeeFactory, ToolGrantFactory
 from tests.fakes.cluster import Cluster
+from tests.fakes.cluster import database_url_for_workers as _test_database_url
 from tests.fakes.openai_server import delay, dynamic, reply
 from tests.fakes.smtp_server import FakeSMTPServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _test_database_url() -> str:
-    params = connection.get_connection_params()
-    host = urllib.parse.quote(params["host"], safe="")
-    port = f":{params['port']}" if params.get("port") else ""
-    user = urllib.parse.quote(params.get("user") or "")
-    password = urllib.parse.quote(params.get("password") or "")
-    return f"postgres://{user}:{password}@{host}{port}/{connection.settings_dict['NAME']}"
 
 
 @pytest.fixture

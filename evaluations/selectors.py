@@ -84,7 +84,6 @@ def evaluation_history(employee: Employee) -> dict:
         "latest": latest,
         "failing": failing,
         "chart": chart,
-        "golden_count": GoldenTask.objects.filter(employee=employee).count(),
     }
 
 
